@@ -1,0 +1,191 @@
+"""The hwconfig schema: every key a hardware YAML may hold, with type, range, unit and meaning.
+
+Fields register themselves with a default, a validator and a docstring (Brian2's preferences
+idea), so the same table validates files, applies ``--set`` overrides, fills defaults, and is
+exported as JSON Schema (``snnsim schema``) for editors. Units live in key names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Field:
+    """One scalar key of a hwconfig section."""
+
+    type: str  # "int", "float", "bool", "str"
+    default: Any
+    doc: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping of named fields and sub-sections."""
+
+    doc: str
+    fields: dict[str, Field | Section] = field(default_factory=dict)
+    required: bool = True
+    open_keys: bool = False  # a free mapping (name -> number), e.g. energy overrides
+    value_type: str = "float"
+
+
+def _pos_int(default: int, doc: str, maximum: int | None = None) -> Field:
+    return Field("int", default, doc, minimum=1, maximum=maximum)
+
+
+def _nonneg_float(default: float, doc: str) -> Field:
+    return Field("float", default, doc, minimum=0.0)
+
+
+def _pos_float(default: float, doc: str) -> Field:
+    return Field("float", default, doc, minimum=0.0, exclusive_minimum=True)
+
+
+SENSOR = Section(
+    "The image sensor: a conventional CMOS readout or a P2M pixel array computing layer 0 in the pixels.",
+    {
+        "kind": Field("str", "p2m", "conventional (Bayer CIS, raw readout) or p2m (processing-in-pixel first layer)",
+                      choices=("conventional", "p2m")),
+        "pixel_rows": _pos_int(224, "RGB pixel rows of the array (each RGB pixel is a 2x2 RGGB quad of photodiodes)"),
+        "pixel_cols": _pos_int(224, "RGB pixel columns of the array"),
+        "photodiodes_per_pixel": _pos_int(4, "photodiodes per RGB pixel: 4 for a Bayer RGGB quad", maximum=16),
+        "adc_bits": _pos_int(12, "conventional readout: bits per conversion of the column single-slope ADC", maximum=16),
+        "adc_counter_clock_mhz": _pos_float(2000.0, "single-slope ADC counter clock (one ramp = 2^bits counts)"),
+        "cds_ramps": _pos_int(2, "ramps per conventional conversion: 2 with digital CDS (reset + signal)", maximum=4),
+        "row_overhead_ns": _nonneg_float(1000.0, "per row read: row select, reset and sample settling before the ramps"),
+        "frame_period_us": _nonneg_float(0.0, "time between frame starts; 0 = free-running, next frame as soon as the sensor can"),
+        "line_buffer_lines": _pos_int(2, "lines the sensor can hold for the link (FIFO depth, in line packets)"),
+        "p2m": Section(
+            "The processing-in-pixel first layer (used when kind = p2m).",
+            {
+                "kernel": _pos_int(4, "in-pixel convolution kernel size, in RGB pixels"),
+                "stride": _pos_int(4, "in-pixel convolution stride, in RGB pixels"),
+                "out_channels": _pos_int(64, "output channels C_o computed in the pixel array"),
+                "weight_bits": _pos_int(4, "bits of each in-pixel weight (transistor widths)", maximum=16),
+                "adc_bits": _pos_int(8, "bits of the ramp that digitises a window's weighted sum", maximum=16),
+                "ramps_per_conversion": _pos_int(2, "ramps per conversion: 2 for signed weights (up-count positive, down-count negative)", maximum=4),
+                "adcs_per_output_column": _pos_int(1, "column ADCs serving one output column (they split the channels)"),
+                "row_overhead_ns": _nonneg_float(1000.0, "per output row: activating the kernel's photodiode rows and settling"),
+            },
+            required=False,
+        ),
+    },
+)
+
+LINK = Section(
+    "MIPI CSI-2 over D-PHY between sensor and processor.",
+    {
+        "lanes": _pos_int(2, "D-PHY data lanes", maximum=8),
+        "gbps_per_lane": Field("float", 1.5, "HS bit rate per lane (D-PHY v1.2: 0.08-2.5)", minimum=0.08, maximum=10.0),
+        "encoding": Field("str", "bitmap", "payload of spike rows: bitmap (1 bit per neuron), aer (address events), counts (spike count per neuron over all steps); conventional sensors always send raw",
+                          choices=("bitmap", "aer", "counts")),
+        "raw_bits": _pos_int(12, "bits per raw sample of a conventional readout (RAW12)", maximum=16),
+        "virtual_channel_bits": Field("int", 2, "bits of the virtual channel field (2 in CSI-2 v1, 4 with the v2 extension)", minimum=0, maximum=4),
+        "line_blanking_ns": _nonneg_float(0.0, "forced idle between line packets (HBLANK)"),
+        "frame_blanking_ns": _nonneg_float(0.0, "forced idle after the frame end packet (VBLANK)"),
+        "continuous_clock": Field("bool", True, "clock lane stays in HS between bursts (saves the clock lane's own SoT/EoT per burst)"),
+        "t_lpx_ns": _nonneg_float(50.0, "D-PHY T_LPX (spec >= 50 ns)"),
+        "t_hs_prepare_zero_ns": _nonneg_float(145.0, "T_HS-PREPARE + T_HS-ZERO, fixed part (spec >= 145 ns + 10 UI)"),
+        "t_hs_trail_ns": _nonneg_float(60.0, "T_HS-TRAIL, fixed part (spec >= max(8 UI, 60 ns + 4 UI))"),
+        "t_hs_exit_ns": _nonneg_float(100.0, "T_HS-EXIT (spec >= 100 ns)"),
+        "t_clk_overhead_ns": _nonneg_float(520.0, "extra per burst with a non-continuous clock: T_LPX + clock prepare/zero + post + trail + exit"),
+        "output_fifo_packets": _pos_int(4, "packets the processor's input buffer holds"),
+    },
+)
+
+CORE = Section(
+    "The SNN core that runs the layers after the sensor, event by event.",
+    {
+        "clock_mhz": _pos_float(500.0, "core clock"),
+        "vector_width": _pos_int(32, "PEs: output channels updated together by one vector operation", maximum=4096),
+        "membrane_bits": _pos_int(16, "bits of each stored membrane potential", maximum=32),
+        "weight_bits": _pos_int(1, "bits per weight in the weight SRAM (1 = binary weights)", maximum=16),
+        "spike_write_bits": _pos_int(1, "bits per output neuron written to the spike buffer per step", maximum=8),
+        "pipeline_depth": Field("int", 3, "cycles to fill the PE pipeline at the start of a layer pass", minimum=0, maximum=64),
+    },
+)
+
+MAPPING = Section(
+    "Which component runs which layer.",
+    {
+        "sensor_layers": Field("int", -1, "layers run in the sensor: -1 = automatic (1 for a P2M sensor, 0 otherwise)", minimum=-1, maximum=1),
+    },
+    required=False,
+)
+
+TECHNOLOGY = Section(
+    "Per-action energies: a named table shipped with snnsim, and inline overrides (entry name -> value).",
+    {
+        "table": Field("str", "p2m_paper", "name of the technology table (see `snnsim info --tech`)"),
+        "overrides": Section("entry name -> energy (pJ) or power (mW), replacing the table's value", {},
+                             required=False, open_keys=True),
+    },
+    required=False,
+)
+
+HWCONFIG = Section(
+    "An snnsim hardware configuration.",
+    {
+        "name": Field("str", "unnamed", "short name used in reports"),
+        "description": Field("str", "", "free text"),
+        "sensor": SENSOR,
+        "link": LINK,
+        "core": CORE,
+        "mapping": MAPPING,
+        "technology": TECHNOLOGY,
+    },
+)
+
+
+def iter_fields(section: Section, prefix: str = ""):
+    """Yield (dotted path, Field) for every scalar field of ``section``."""
+    for key, item in section.fields.items():
+        path = f"{prefix}{key}"
+        if isinstance(item, Section):
+            yield from iter_fields(item, path + ".")
+        else:
+            yield path, item
+
+
+def _field_json(f: Field) -> dict[str, Any]:
+    jtype = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}[f.type]
+    out: dict[str, Any] = {"type": [jtype, "null"] if f.nullable else jtype, "description": f.doc,
+                           "default": f.default}
+    if f.minimum is not None:
+        out["exclusiveMinimum" if f.exclusive_minimum else "minimum"] = f.minimum
+    if f.maximum is not None:
+        out["maximum"] = f.maximum
+    if f.choices:
+        out["enum"] = list(f.choices)
+    return out
+
+
+def json_schema(section: Section = HWCONFIG, top: bool = True) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a section, with every field's doc and default."""
+    if section.open_keys:
+        return {"type": "object", "description": section.doc,
+                "additionalProperties": {"type": "number"}}
+    props = {}
+    required = []
+    for key, item in section.fields.items():
+        if isinstance(item, Section):
+            props[key] = json_schema(item, top=False)
+            if item.required:
+                required.append(key)
+        else:
+            props[key] = _field_json(item)
+    out: dict[str, Any] = {"type": "object", "description": section.doc, "properties": props,
+                           "additionalProperties": False}
+    if required:
+        out["required"] = required
+    if top:
+        out = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+               "$id": "https://snnsim.dev/schema/hwconfig-1.json", "title": "snnsim hwconfig", **out}
+    return out

@@ -1,0 +1,1 @@
+"""Workloads: the spike-trace format, the layer graph, and trace producers."""
