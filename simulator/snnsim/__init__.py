@@ -21,7 +21,7 @@ def __getattr__(name: str):
 
         return load_workload
     if name == "simulate":
-        from .simulate import simulate
+        from .simulation import simulate
 
         return simulate
     if name == "Report":

@@ -84,8 +84,8 @@ LINK = Section(
     {
         "lanes": _pos_int(2, "D-PHY data lanes", maximum=8),
         "gbps_per_lane": Field("float", 1.5, "HS bit rate per lane (D-PHY v1.2: 0.08-2.5)", minimum=0.08, maximum=10.0),
-        "encoding": Field("str", "bitmap", "payload of spike rows: bitmap (1 bit per neuron), aer (address events), counts (spike count per neuron over all steps); conventional sensors always send raw",
-                          choices=("bitmap", "aer", "counts")),
+        "encoding": Field("str", "bitmap", "payload of spike rows: bitmap (1 bit per neuron of the row) or aer (one address per spike); conventional sensors always send raw",
+                          choices=("bitmap", "aer")),
         "raw_bits": _pos_int(12, "bits per raw sample of a conventional readout (RAW12)", maximum=16),
         "virtual_channel_bits": Field("int", 2, "bits of the virtual channel field (2 in CSI-2 v1, 4 with the v2 extension)", minimum=0, maximum=4),
         "line_blanking_ns": _nonneg_float(0.0, "forced idle between line packets (HBLANK)"),

@@ -1,0 +1,228 @@
+"""The SNN core: runs the layers after the sensor, event by event, on a vector of PEs.
+
+Micro-architecture (first version; the vectorwise accelerator grows from it):
+
+* A vector of ``vector_width`` PEs updates that many output channels of one output position in
+  one cycle. Every recorded input spike fans out through its kernel: for each output position
+  its window reaches (``taps``), ceil(C_group / V) vector operations, each reading C weights and
+  reading and writing C membranes (C <= V lanes in use). Lanes without work are clock-gated.
+* Pooling and residual adds update one membrane per spike and tap (one vector op each).
+  Flatten only relabels addresses: no work.
+* After a layer's spikes of a step are in, a fire pass visits every output position:
+  ceil(C / V) vector ops, each comparing V membranes with their thresholds, resetting, and
+  writing the output spike bits. ``pipeline_depth`` cycles fill the datapath per layer pass.
+* Loop order: layers outer, time steps inner; each step of a layer is one pass.
+* The first layer after the sensor is fed by the link: each received packet (one spike row of one
+  step from a P2M sensor, or one raw line of a conventional sensor) is one transaction, gated by
+  its arrival, so the core overlaps with the readout. A spike row's scatter starts at once; a
+  conventional frame's first (encoding) layer computes an output row with multi-bit MACs as soon
+  as the last input line it needs has arrived (weights read per MAC, the input window once per
+  output position; the currents are reused for all T steps, as direct encoding allows).
+* The bitmap scan that finds the next spike is done by a priority encoder within the same cycle
+  (an assumption); every packet costs at least one cycle to accept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import MappingError
+from ..workload.graph import Layer
+from ..workload.trace import Workload
+from .sensor import SensorPlan, quad_side
+from .spikes import row_work, window_taps
+
+COUNTERS = (
+    "cycles", "vector_ops", "synaptic_ops", "macs", "fire_ops", "compares", "input_spikes",
+    "output_spikes", "weight_read_bits", "membrane_read_bits", "membrane_write_bits",
+    "spike_read_bits", "spike_write_bits", "input_buffer_read_bits",
+)
+
+
+@dataclass
+class CorePlan:
+    """Core transactions per sample and action counters per (sample, layer, step)."""
+
+    period_ps: int
+    layer_names: list[str]  # layers the core runs, in order
+    counters: dict[str, np.ndarray]  # name -> int64 (samples, n_layers, T)
+    # transactions of one sample, concatenated over samples in order
+    tx_cycles: np.ndarray  # (samples, n_tx)
+    tx_consume: np.ndarray  # (n_tx,)
+    tx_layer: np.ndarray  # (n_tx,) index into layer_names
+    details: dict[str, float] = field(default_factory=dict)
+
+
+def _spatial(shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """(channels, spatial dims) of a channels-first activation; a flat vector is F channels."""
+    if len(shape) == 1:
+        return shape[0], ()
+    return shape[0], tuple(shape[1:])
+
+
+def edge_fanout(layer: Layer) -> tuple[np.ndarray, int]:
+    """(taps per input spatial position, channels each tap updates) of a spiking input edge."""
+    c_in, sp_in = _spatial(layer.in_shape)
+    _, sp_out = _spatial(layer.out_shape)
+    if layer.op in ("conv2d", "conv3d"):
+        taps = window_taps(sp_in, layer.kernel, layer.stride, layer.padding, sp_out)
+        return taps, layer.out_shape[0] // layer.groups
+    if layer.op == "linear":
+        return np.ones(layer.in_shape[0], np.int64), layer.out_shape[0]
+    if layer.op in ("avgpool", "maxpool"):
+        return window_taps(sp_in, layer.kernel, layer.stride, layer.padding, sp_out), 1
+    if layer.op == "add":
+        return np.ones(max(1, math.prod(sp_in)), np.int64), 1
+    if layer.op == "flatten":
+        return np.zeros(max(1, math.prod(sp_in)), np.int64), 0
+    raise MappingError("the core cannot run this op", key=f"layers.{layer.name}.op",
+                       expected="conv2d, conv3d, linear, avgpool, maxpool, add, flatten", found=layer.op)
+
+
+def plane_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(plane, width, rows) of an activation: positions per channel, row length, spatial rows."""
+    c, sp = _spatial(shape)
+    if not sp:
+        return shape[0], shape[0], 1  # a flat vector is one row of F positions
+    plane = math.prod(sp)
+    width = sp[-1]
+    return plane, width, plane // width
+
+
+def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarray) -> CorePlan:
+    """Count the core's work for every layer, step and sample, and cut it into transactions.
+
+    ``link_payload_bits`` is (samples, packets) from the link plan: what the input buffer holds.
+    """
+    cfg = hw["core"]
+    v = cfg["vector_width"]
+    mem_bits = cfg["membrane_bits"]
+    period_ps = int(round(1e6 / cfg["clock_mhz"]))
+    if period_ps < 1:
+        raise MappingError("core clock too fast for picosecond time", file=hw.source, key="core.clock_mhz",
+                           expected="<= 1,000,000 MHz", found=str(cfg["clock_mhz"]))
+    first = 1 if sensor.kind == "p2m" else 0
+    layers = wl.layers[first:]
+    names = [la.name for la in layers]
+    s_n, t_n = wl.samples, wl.time_steps
+    cnt = {k: np.zeros((s_n, len(layers), t_n), np.int64) for k in COUNTERS}
+    n_packets = sensor.rows * sensor.packets_per_row
+    pkt_ops = np.zeros((s_n, n_packets), np.int64)  # work done inside packet transactions
+    fed_ops = np.zeros((s_n, t_n), np.int64)  # the same work, per step of layer 0 of the core
+
+    for li, layer in enumerate(layers):
+        key = f"layers.{layer.name}"
+        if "input" in layer.inputs:
+            _encoding_layer(hw, wl, layer, li, sensor, cnt, pkt_ops, fed_ops, v, mem_bits)
+        else:
+            if layer.op in ("conv2d", "conv3d", "linear") and layer.weight_bits > cfg["weight_bits"]:
+                raise MappingError("the core stores weights of fewer bits than this layer needs", file=wl.source,
+                                   key=f"{key}.weight_bits", expected=f"<= {cfg['weight_bits']} "
+                                   f"({hw.source}: core.weight_bits)", found=str(layer.weight_bits),
+                                   suggestion=f"--set core.weight_bits={layer.weight_bits}")
+            taps, c_group = edge_fanout(layer)
+            groups = math.ceil(c_group / v) if c_group else 0
+            w_bits = layer.weight_bits if layer.op in ("conv2d", "conv3d", "linear") else 0
+            for src in layer.inputs:
+                src_layer = wl.layer(src)
+                plane, width, rows = plane_geometry(src_layer.out_shape)
+                if taps.shape[0] != plane:  # pragma: no cover - a bug, not bad input
+                    raise AssertionError(f"fan-out table of {layer.name} has {taps.shape[0]} entries, not {plane}")
+                spk, work = row_work(wl.packed_spikes[src], src_layer.out_size, plane, width, rows, taps)
+                ops = work * groups
+                updates = work.sum(axis=2) * c_group
+                cnt["vector_ops"][:, li, :] += ops.sum(axis=2)
+                cnt["synaptic_ops"][:, li, :] += updates
+                cnt["input_spikes"][:, li, :] += spk.sum(axis=2)
+                cnt["weight_read_bits"][:, li, :] += updates * w_bits
+                if layer.op != "flatten":
+                    cnt["membrane_read_bits"][:, li, :] += updates * mem_bits
+                    cnt["membrane_write_bits"][:, li, :] += updates * mem_bits
+                if src == sensor.layer and li == 0:
+                    # fed by the link, row by row; packets go row-major with the steps inside
+                    pkt_ops += ops.transpose(0, 2, 1).reshape(s_n, n_packets)
+                    fed_ops += ops.sum(axis=2)
+                    steps = sensor.packet_step
+                    for t in range(t_n):
+                        cnt["input_buffer_read_bits"][:, li, t] += link_payload_bits[:, steps == t].sum(axis=1)
+                else:
+                    cnt["spike_read_bits"][:, li, :] += src_layer.out_size
+        _fire_pass(layer, li, cnt, v, mem_bits, cfg)
+        if layer.spiking:
+            cnt["output_spikes"][:, li, :] = wl.spike_counts(layer.name)
+
+    # every packet costs at least one cycle to accept
+    pkt_cycles = np.maximum(pkt_ops, 1)
+    # then one pass per (layer, step): what was not done on arrival, the fire pass, the fill
+    rest_layer, rest_cycles = [], []
+    for li in range(len(layers)):
+        for t in range(t_n):
+            c = cnt["vector_ops"][:, li, t] + cnt["fire_ops"][:, li, t] + cfg["pipeline_depth"]
+            if li == 0:
+                c = c - fed_ops[:, t]
+            rest_layer.append(li)
+            rest_cycles.append(c)
+            cnt["cycles"][:, li, t] = c
+    if layers and n_packets:
+        for t in range(t_n):
+            cnt["cycles"][:, 0, t] += pkt_cycles[:, sensor.packet_step == t].sum(axis=1)
+    rest = np.stack(rest_cycles, axis=1) if rest_cycles else np.zeros((s_n, 0), np.int64)
+    tx_cycles = np.concatenate([pkt_cycles, rest], axis=1)
+    tx_consume = np.concatenate([np.ones(n_packets, np.int64), np.zeros(rest.shape[1], np.int64)])
+    tx_layer = np.concatenate([np.zeros(n_packets, np.int64), np.asarray(rest_layer, np.int64)])
+    return CorePlan(period_ps=period_ps, layer_names=names, counters=cnt, tx_cycles=tx_cycles,
+                    tx_consume=tx_consume, tx_layer=tx_layer,
+                    details={"vector_width": v, "membrane_bits": mem_bits, "clock_mhz": cfg["clock_mhz"],
+                             "period_ps": period_ps})
+
+
+def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int, cfg: dict) -> None:
+    """Threshold, fire and reset over every output neuron, once per step."""
+    if layer.neuron is None:
+        if layer.op == "maxpool":  # structural OR of spikes: write the output map
+            cnt["spike_write_bits"][:, li, :] += layer.out_size * cfg["spike_write_bits"]
+        if layer.op not in ("maxpool", "flatten"):
+            # the classifier output: its membranes are read out after the last step
+            cnt["membrane_read_bits"][:, li, -1] += layer.out_size * mem_bits
+        return
+    c, sp = _spatial(layer.out_shape)
+    positions = math.prod(sp) if sp else 1
+    ops = positions * math.ceil(c / v)
+    cnt["fire_ops"][:, li, :] += ops
+    cnt["compares"][:, li, :] += layer.out_size
+    cnt["membrane_read_bits"][:, li, :] += layer.out_size * mem_bits
+    cnt["membrane_write_bits"][:, li, :] += layer.out_size * mem_bits
+    cnt["spike_write_bits"][:, li, :] += layer.out_size * cfg["spike_write_bits"]
+
+
+def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, sensor: SensorPlan, cnt: dict,
+                    pkt_ops: np.ndarray, fed_ops: np.ndarray, v: int, mem_bits: int) -> None:
+    """A direct-encoded first layer on the core: multi-bit MACs, gated by the arrival of lines."""
+    if layer.op != "conv2d":
+        raise MappingError("the core runs a direct-encoded first layer only as conv2d", file=wl.source,
+                           key=f"layers.{layer.name}.op", expected="conv2d", found=layer.op)
+    c_in, h, w = layer.in_shape
+    c_o, h_o, w_o = layer.out_shape
+    kh, kw = layer.kernel
+    sh, _ = layer.stride
+    ph, _ = layer.padding
+    per_row_ops = w_o * kh * kw * c_in * math.ceil(c_o / v)
+    per_row_macs = w_o * kh * kw * c_in * c_o
+    q = quad_side(hw["sensor"]["photodiodes_per_pixel"], hw.source)
+    in_bits = hw["link"]["raw_bits"]
+    for y in range(h_o):
+        last_rgb_row = min(h - 1, y * sh - ph + kh - 1)
+        packet = (last_rgb_row + 1) * q - 1
+        pkt_ops[:, packet] += per_row_ops
+    fed_ops[:, 0] += per_row_ops * h_o
+    cnt["macs"][:, li, 0] += per_row_macs * h_o
+    cnt["vector_ops"][:, li, 0] += per_row_ops * h_o
+    cnt["weight_read_bits"][:, li, 0] += per_row_macs * h_o * layer.weight_bits
+    cnt["input_buffer_read_bits"][:, li, 0] += h_o * w_o * kh * kw * c_in * in_bits
+    # the currents are stored once and added to the membranes at every step
+    cnt["membrane_write_bits"][:, li, 0] += layer.out_size * mem_bits
+    cnt["synaptic_ops"][:, li, :] += layer.out_size
+    cnt["membrane_read_bits"][:, li, :] += layer.out_size * mem_bits

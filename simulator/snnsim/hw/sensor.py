@@ -1,0 +1,178 @@
+"""Image sensors: a conventional rolling-shutter CMOS readout, and the P2M pixel array that
+computes the first SNN layer inside the pixels.
+
+Conventional (Bayer RGGB, column-parallel single-slope ADCs):
+    photodiode rows per frame = H * q, with q = sqrt(photodiodes per RGB pixel) (2 for RGGB);
+    row time = row overhead + cds_ramps * 2^adc_bits / f_counter;
+    every photodiode is read and converted once per frame; one RAW line packet per row.
+
+P2M (Datta et al., Sci. Rep. 2022; ICASSP 2023): for each output row the kernel's k*q photodiode
+rows are activated once per output channel; each column line carries the window's weighted sum
+(weights are transistor widths, signed by up/down counting: ``ramps_per_conversion`` ramps of
+2^adc_bits counts), the column ADC digitises it once, and a digital IF neuron beside the counter
+integrates that constant (direct-encoded) current over the T time steps, applying the threshold.
+So conversions per frame = H_o * W_o * C_o, independent of T (our assumption, written in docs/),
+and the row emits one spike-map packet per time step.
+    row time = row overhead + ceil(C_o / ADCs per output column) * ramps * 2^adc_bits / f_counter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, MappingError
+from ..workload.graph import Layer
+from ..workload.trace import Workload
+
+
+def ps(ns: float) -> int:
+    """Nanoseconds to integer picoseconds (rounded to nearest)."""
+    return int(round(ns * 1000.0))
+
+
+def counter_period_ps(clock_mhz: float) -> float:
+    return 1e6 / clock_mhz
+
+
+def quad_side(photodiodes_per_pixel: int, source: str) -> int:
+    q = math.isqrt(photodiodes_per_pixel)
+    if q * q != photodiodes_per_pixel:
+        raise ConfigError("photodiodes per pixel must be a square (1 mono, 4 RGGB)", file=source,
+                          key="sensor.photodiodes_per_pixel", expected="1, 4, 9 or 16",
+                          found=str(photodiodes_per_pixel))
+    return q
+
+
+@dataclass
+class SensorPlan:
+    """What the sensor does for each frame: its row transactions, their packets, and its actions."""
+
+    kind: str
+    rows: int  # row transactions per frame
+    row_time_ps: int
+    packets_per_row: int
+    # packet stream of one frame, in send order: which (step, spatial row) each packet carries
+    packet_step: np.ndarray
+    packet_row: np.ndarray
+    # actions per frame
+    actions: dict[str, int] = field(default_factory=dict)
+    # per-row details for reports
+    details: dict[str, float] = field(default_factory=dict)
+    layer: str | None = None  # the network layer computed in the sensor (P2M) or None
+
+
+def _check_image(hw_source: str, cfg: dict, wl: Workload) -> tuple[int, int, int]:
+    shape = wl.input_shape
+    if len(shape) != 3:
+        raise MappingError("the sensor needs an image input", file=wl.source, key="manifest.input.shape",
+                           expected="[channels, height, width]", found=str(list(shape)))
+    c, h, w = shape
+    if h > cfg["pixel_rows"] or w > cfg["pixel_cols"]:
+        raise MappingError("image larger than the pixel array", file=wl.source, key="input",
+                           expected=f"at most {cfg['pixel_rows']} x {cfg['pixel_cols']} pixels "
+                           f"(sensor.pixel_rows x sensor.pixel_cols in {hw_source})",
+                           found=f"{h} x {w}",
+                           suggestion=f"--set sensor.pixel_rows={h} --set sensor.pixel_cols={w}")
+    return c, h, w
+
+
+def conventional_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
+    """Rolling-shutter raw readout of the image's rows (windowed to the image if smaller)."""
+    _, h, w = _check_image(hw_source, cfg, wl)
+    q = quad_side(cfg["photodiodes_per_pixel"], hw_source)
+    rows, cols = h * q, w * q
+    t_count = counter_period_ps(cfg["adc_counter_clock_mhz"])
+    conv_ps = cfg["cds_ramps"] * (2 ** cfg["adc_bits"]) * t_count
+    row_ps = ps(cfg["row_overhead_ns"]) + int(math.ceil(conv_ps))
+    return SensorPlan(
+        kind="conventional", rows=rows, row_time_ps=row_ps, packets_per_row=1,
+        packet_step=np.zeros(rows, np.int64), packet_row=np.arange(rows, dtype=np.int64),
+        actions={"pixel_reads": rows * cols, "adc_conversions": rows * cols, "row_reads": rows},
+        details={"photodiode_rows": rows, "photodiode_cols": cols, "conversion_ps": conv_ps,
+                 "row_time_ps": row_ps, "adc_bits": cfg["adc_bits"]},
+    )
+
+
+def check_p2m_layer(cfg: dict, layer: Layer, wl: Workload, hw_source: str) -> None:
+    """The trace's layer 0 must be the convolution this pixel array implements in silicon."""
+    p = cfg["p2m"]
+    key = f"layers.{layer.name}"
+    if layer.op != "conv2d" or layer.inputs != ["input"]:
+        raise MappingError("a P2M sensor computes a conv2d on the image; layer 0 is not one", file=wl.source,
+                           key=key, expected="conv2d with inputs ['input']", found=f"{layer.op} on {layer.inputs}",
+                           suggestion="use a conventional sensor: --set sensor.kind=conventional")
+    if layer.neuron is None:
+        raise MappingError("the in-pixel layer must spike (it needs a neuron)", file=wl.source, key=key,
+                           expected="a neuron on layer 0", found="none")
+    want = {"kernel": (p["kernel"], p["kernel"]), "stride": (p["stride"], p["stride"]), "padding": (0, 0)}
+    for what, value in want.items():
+        if tuple(getattr(layer, what)) != value:
+            hint = (f"--set sensor.p2m.{what}={getattr(layer, what)[0]}" if what != "padding" else
+                    "in-pixel windows cannot be padded: re-export the model with padding 0")
+            raise MappingError(f"trace layer 0 {what} differs from the pixel array's", file=wl.source,
+                               key=f"{key}.{what}", expected=f"{list(value)} ({hw_source}: sensor.p2m)",
+                               found=str(list(getattr(layer, what))), suggestion=hint)
+    if layer.out_shape[0] != p["out_channels"]:
+        raise MappingError("trace layer 0 channels differ from the pixel array's", file=wl.source,
+                           key=f"{key}.out_shape", expected=f"{p['out_channels']} channels "
+                           f"({hw_source}: sensor.p2m.out_channels)", found=f"{layer.out_shape[0]} channels",
+                           suggestion=f"--set sensor.p2m.out_channels={layer.out_shape[0]}")
+    if layer.groups != 1:
+        raise MappingError("in-pixel convolution cannot be grouped", file=wl.source, key=f"{key}.groups",
+                           expected="1", found=str(layer.groups))
+
+
+def p2m_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
+    """The in-pixel first layer: conversions, row activations and the T spike packets per row."""
+    _check_image(hw_source, cfg, wl)
+    layer = wl.layers[0]
+    check_p2m_layer(cfg, layer, wl, hw_source)
+    p = cfg["p2m"]
+    q = quad_side(cfg["photodiodes_per_pixel"], hw_source)
+    c_o, h_o, w_o = layer.out_shape
+    k, c_in = p["kernel"], layer.in_shape[0]
+    t_count = counter_period_ps(cfg["adc_counter_clock_mhz"])
+    conv_ps = p["ramps_per_conversion"] * (2 ** p["adc_bits"]) * t_count
+    slots = math.ceil(c_o / p["adcs_per_output_column"])
+    row_ps = ps(p["row_overhead_ns"]) + int(math.ceil(slots * conv_ps))
+    steps = wl.time_steps
+    pd_per_window = k * k * q * q
+    return SensorPlan(
+        kind="p2m", rows=h_o, row_time_ps=row_ps, packets_per_row=steps,
+        packet_step=np.tile(np.arange(steps, dtype=np.int64), h_o),
+        packet_row=np.repeat(np.arange(h_o, dtype=np.int64), steps),
+        actions={
+            # every photodiode of the frame, counted once (the paper's per-pixel sensing energy)
+            "pixel_frames": wl.input_shape[1] * wl.input_shape[2] * q * q,
+            # each window element is read once per output channel
+            "pixel_reads": h_o * w_o * c_o * pd_per_window,
+            "row_activations": h_o * c_o * k * q,
+            "adc_conversions": h_o * w_o * c_o,
+            "neuron_updates": h_o * w_o * c_o * steps,
+            "row_reads": h_o,
+        },
+        details={"output_rows": h_o, "output_cols": w_o, "channels": c_o, "kernel": k,
+                 "input_channels": c_in, "conversion_ps": conv_ps, "conversion_slots": slots,
+                 "row_time_ps": row_ps, "adc_bits": p["adc_bits"]},
+        layer=layer.name,
+    )
+
+
+def sensor_plan(hw, wl: Workload) -> SensorPlan:
+    """The plan of the configured sensor kind for this workload."""
+    cfg = hw["sensor"]
+    if cfg["kind"] == "p2m":
+        return p2m_plan(cfg, wl, hw.source)
+    return conventional_plan(cfg, wl, hw.source)
+
+
+def sensor_energy_pj(plan: SensorPlan, table) -> dict[str, tuple[str, int, float]]:
+    """Energy of one frame per action: action -> (table entry, count, pJ)."""
+    if plan.kind == "p2m":
+        uses = {"pixel_frames": "p2m.pixel_read", "adc_conversions": "p2m.adc_conversion"}
+    else:
+        uses = {"pixel_reads": "sensor.pixel_read", "adc_conversions": "sensor.adc_conversion"}
+    return {a: (entry, plan.actions[a], plan.actions[a] * table.pj(entry)) for a, entry in uses.items()}

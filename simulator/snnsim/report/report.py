@@ -1,0 +1,166 @@
+"""The Report: tidy records of everything the model counted, and the summary derived from them.
+
+Every number in the summary is an aggregation of records, and every record comes from a component
+replaying the trace; nothing is typed in. Units are in the key names of the summary (``_pj``,
+``_ps``, ``_bits``) and in the ``unit`` column of the records.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_NAME = "snnsim-report"
+SCHEMA_VERSION = "1.0"
+COLUMNS = ("sample", "layer", "step", "component", "metric", "value", "unit")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One tidy row: a metric of a component, for a sample, layer and time step (None = all)."""
+
+    sample: int | None
+    layer: str
+    step: int | None
+    component: str
+    metric: str
+    value: float
+    unit: str
+
+
+@dataclass
+class Report:
+    """A simulation's result: metadata, tidy records and the derived summary."""
+
+    meta: dict[str, Any]
+    records: list[Record]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, meta: dict[str, Any], records: list[Record]) -> Report:
+        r = cls(meta=meta, records=records)
+        r.summary = summarize(meta, records)
+        return r
+
+    # -- access ---------------------------------------------------------------------------------
+    def total(self, component: str, metric: str, **where: Any) -> float:
+        """Sum of a metric over the records matching component, metric and ``where`` filters."""
+        out = 0.0
+        for r in self.records:
+            if r.component == component and r.metric == metric and all(getattr(r, k) == v for k, v in where.items()):
+                out += r.value
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "meta": self.meta,
+            "summary": self.summary,
+            "records": {"columns": list(COLUMNS),
+                        "rows": [[r.sample, r.layer, r.step, r.component, r.metric, r.value, r.unit]
+                                 for r in self.records]},
+        }
+
+
+def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
+    """Headline figures per frame (means over the workload's samples) and per layer."""
+    samples = meta["workload"]["samples"]
+    steps = meta["workload"]["time_steps"]
+    tot: dict[tuple[str, str], float] = defaultdict(float)
+    by_layer: dict[tuple[str, str, str], float] = defaultdict(float)
+    by_step: dict[tuple[str, int, str], float] = defaultdict(float)
+    energy_action: dict[tuple[str, str], float] = defaultdict(float)
+    per_sample: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * samples)
+    stage: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in records:
+        tot[(r.component, r.metric)] += r.value
+        by_layer[(r.component, r.layer, r.metric)] += r.value
+        if r.step is not None:
+            by_step[(r.layer, r.step, r.metric)] += r.value
+        if r.metric.startswith("energy."):
+            energy_action[(r.component, r.metric[7:])] += r.value
+        if r.sample is not None:
+            per_sample[(r.component, r.metric)][r.sample] += r.value
+        else:
+            stage[r.component][r.metric] = r.value
+
+    components = ("sensor", "link", "core")
+    energy_component = {c: sum(v for (cc, _a), v in energy_action.items() if cc == c) / samples for c in components}
+    energy_frame = sum(energy_component.values())
+    latency = per_sample[("system", "latency_ps")]
+    lat_mean = sum(latency) / samples
+    makespan = meta["engine"]["makespan_ps"]
+    fps = samples / (makespan * 1e-12) if makespan else 0.0
+    done = sorted(per_sample[("system", "frame_done_ps")])
+    interval = (done[-1] - done[0]) / (samples - 1) if samples > 1 else float(lat_mean)
+    payload = tot[("link", "payload_bits")] / samples
+    wire = tot[("link", "wire_bits")] / samples
+    conv_payload = meta["link"]["conventional_payload_bits_per_frame"]
+    conv_wire = meta["link"]["conventional_wire_bits_per_frame"]
+
+    layers_out = []
+    for la in meta["workload"]["layers"]:
+        name = la["name"]
+        neurons = by_layer[("activity", name, "neurons")]
+        spikes = by_layer[("activity", name, "spikes")]
+        e_core = sum(v for (c, ln, m), v in by_layer.items() if c == "core" and ln == name and m.startswith("energy."))
+        e_sensor = sum(v for (c, ln, m), v in by_layer.items()
+                       if c in ("sensor", "link") and ln == name and m.startswith("energy."))
+        layers_out.append({
+            "name": name, "op": la["op"], "runs_on": la["runs_on"], "out_shape": la["out_shape"],
+            "spike_rate": spikes / neurons if neurons else None,
+            "spikes_per_frame": spikes / samples,
+            "spike_rate_per_step": [
+                (by_step[(name, t, "spikes")] / by_step[(name, t, "neurons")]) if by_step[(name, t, "neurons")] else None
+                for t in range(steps)],
+            "energy_pj_per_frame": (e_core + e_sensor) / samples,
+            "core_cycles_per_frame": by_layer[("core", name, "cycles")] / samples,
+            "synaptic_ops_per_frame": by_layer[("core", name, "synaptic_ops")] / samples,
+            "macs_per_frame": by_layer[("core", name, "macs")] / samples,
+        })
+    total_spikes = sum(x["spikes_per_frame"] for x in layers_out)
+    total_neurons = sum(by_layer[("activity", la["name"], "neurons")] for la in meta["workload"]["layers"]) / samples
+    return {
+        "frames": samples,
+        "time_steps": steps,
+        "bandwidth": {
+            "payload_bits_per_frame": payload,
+            "wire_bits_per_frame": wire,
+            "conventional_payload_bits_per_frame": conv_payload,
+            "conventional_wire_bits_per_frame": conv_wire,
+            "reduction_payload": conv_payload / payload if payload else None,
+            "reduction_wire": conv_wire / wire if wire else None,
+            "payload_mbps": payload * fps / 1e6,
+            "wire_mbps": wire * fps / 1e6,
+            "link_busy_fraction": stage["link"].get("busy_ps", 0.0) / makespan if makespan else 0.0,
+        },
+        "energy": {
+            "total_pj_per_frame": energy_frame,
+            "by_component_pj_per_frame": energy_component,
+            "by_action_pj_per_frame": {f"{c}.{a}": v / samples for (c, a), v in sorted(energy_action.items())},
+        },
+        "delay": {
+            "latency_ps_mean": lat_mean,
+            "latency_ps_min": min(latency),
+            "latency_ps_max": max(latency),
+            "frame_interval_ps": interval,
+            "throughput_fps": fps,
+            "makespan_ps": makespan,
+            "stages": {name: dict(v) for name, v in stage.items()},
+            "sensor_readout_ps_mean": tot[("sensor", "readout_ps")] / samples,
+        },
+        "edp_j_s": energy_frame * 1e-12 * lat_mean * 1e-12,
+        "activity": {
+            "spikes_per_frame": total_spikes,
+            "spike_rate": (total_spikes / (total_neurons * steps)) if total_neurons else None,
+        },
+        "operations": {
+            "synaptic_ops_per_frame": tot[("core", "synaptic_ops")] / samples,
+            "macs_per_frame": tot[("core", "macs")] / samples,
+            "core_cycles_per_frame": tot[("core", "cycles")] / samples,
+            "sensor_adc_conversions_per_frame": tot[("sensor", "adc_conversions")] / samples,
+        },
+        "layers": layers_out,
+    }

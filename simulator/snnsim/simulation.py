@@ -1,0 +1,175 @@
+"""One simulation: hardware + workload -> component plans -> event-driven pipeline -> Report.
+
+The frame's journey: sensor rows -> link packets (bounded FIFO: the sensor's line buffer) ->
+the core's input buffer (bounded FIFO) -> the core, which scatters each arriving packet at once
+and then runs its layer passes. Frames (samples) follow each other through the same pipeline;
+with ``sensor.frame_period_us`` > 0 each frame is triggered on that period.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from . import __version__
+from .engine.pipeline import StageSpec, run_pipeline
+from .hw.core import COUNTERS as CORE_COUNTERS
+from .hw.core import core_plan
+from .hw.link import link_plan, raw_frame_wire_bits
+from .hw.sensor import ps, sensor_energy_pj, sensor_plan
+from .hwconfig import Hardware
+from .report.report import Record, Report
+from .workload.trace import Workload
+
+Progress = Callable[[str, float], None]
+
+
+def _core_energy(hw: Hardware, c: dict[str, np.ndarray]) -> dict[str, tuple[str, np.ndarray]]:
+    """Core energy per action: action -> (table entry, pJ per (sample, layer, step))."""
+    t = hw.energy
+    reads = c["weight_read_bits"] + c["membrane_read_bits"] + c["spike_read_bits"] + c["input_buffer_read_bits"]
+    writes = c["membrane_write_bits"] + c["spike_write_bits"]
+    return {
+        "accumulate": ("core.ac", c["synaptic_ops"] * t.pj("core.ac")),
+        "mac": ("core.mac", c["macs"] * t.pj("core.mac")),
+        "compare": ("core.compare", c["compares"] * t.pj("core.compare")),
+        "sram_read": ("core.sram_read_bit", reads * t.pj("core.sram_read_bit")),
+        "sram_write": ("core.sram_write_bit", writes * t.pj("core.sram_write_bit")),
+    }
+
+
+def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Report:
+    """Replay the workload's spike trace on the hardware and return the full report."""
+    t0 = time.perf_counter()
+
+    def tick(stage: str) -> None:
+        if progress is not None:
+            progress(stage, time.perf_counter() - t0)
+
+    tick("sensor")
+    sp = sensor_plan(hw, wl)
+    tick("link")
+    lp = link_plan(hw, wl, sp)
+    tick("core")
+    cp = core_plan(hw, wl, sp, lp.payload_bits)
+    tick("engine")
+    s_n, t_n = wl.samples, wl.time_steps
+    n_pk = sp.rows * sp.packets_per_row
+    frame_ps = ps(hw["sensor"]["frame_period_us"] * 1000.0)
+    release = np.zeros((s_n, sp.rows), np.int64)
+    release[:, 0] = np.arange(s_n, dtype=np.int64) * frame_ps
+    stages = [
+        StageSpec.make("sensor", np.full(s_n * sp.rows, sp.row_time_ps), produce=np.full(s_n * sp.rows, sp.packets_per_row),
+                       release_ps=release.reshape(-1)),
+        StageSpec.make("link", lp.service_ps.reshape(-1), consume=np.ones(s_n * n_pk), produce=np.ones(s_n * n_pk)),
+        StageSpec.make("core", (cp.tx_cycles * cp.period_ps).reshape(-1), consume=np.tile(cp.tx_consume, s_n)),
+    ]
+    caps = [hw["sensor"]["line_buffer_lines"], hw["link"]["output_fifo_packets"]]
+    pr = run_pipeline(stages, caps)
+    tick("report")
+
+    n_tx = cp.tx_cycles.shape[1]
+    frame_start = pr.start_ps[0].reshape(s_n, sp.rows)[:, 0]
+    frame_done = pr.done_ps[2].reshape(s_n, n_tx)[:, -1] if n_tx else pr.done_ps[1].reshape(s_n, n_pk)[:, -1]
+    latency = frame_done - frame_start
+    link_done = pr.done_ps[1].reshape(s_n, n_pk)[:, -1]
+    sensor_done = pr.done_ps[0].reshape(s_n, sp.rows)[:, -1]
+
+    records: list[Record] = []
+    add = records.append
+    sensor_layer = sp.layer or "-"
+    # sensor
+    s_energy = sensor_energy_pj(sp, hw.energy)
+    for s in range(s_n):
+        for action, n in sp.actions.items():
+            add(Record(s, sensor_layer, None, "sensor", action, float(n), "count"))
+        for action, (entry, _n, pj) in s_energy.items():
+            add(Record(s, sensor_layer, None, "sensor", f"energy.{action}", pj, "pJ"))
+        add(Record(s, sensor_layer, None, "sensor", "readout_ps", float(sensor_done[s] - frame_start[s]), "ps"))
+    # link, per step of the spike rows it carries
+    for s in range(s_n):
+        for t in range(t_n if sp.kind == "p2m" else 1):
+            m = lp.step == t
+            add(Record(s, sensor_layer, t if sp.kind == "p2m" else None, "link", "payload_bits",
+                       float(lp.payload_bits[s, m].sum()), "bit"))
+            add(Record(s, sensor_layer, t if sp.kind == "p2m" else None, "link", "wire_bits",
+                       float(8 * lp.wire_bytes[s, m].sum()), "bit"))
+            add(Record(s, sensor_layer, t if sp.kind == "p2m" else None, "link", "packets",
+                       float(m.sum()), "count"))
+        add(Record(s, sensor_layer, None, "link", "bursts", float(lp.bursts[s].sum()), "count"))
+        add(Record(s, sensor_layer, None, "link", "hs_burst_ps", float(lp.burst_ps[s].sum()), "ps"))
+    # core, per layer and step
+    energy = _core_energy(hw, cp.counters)
+    units = {k: ("bit" if k.endswith("_bits") else "count") for k in CORE_COUNTERS}
+    for s in range(s_n):
+        for li, name in enumerate(cp.layer_names):
+            for t in range(t_n):
+                for k in CORE_COUNTERS:
+                    add(Record(s, name, t, "core", k, float(cp.counters[k][s, li, t]), units[k]))
+                for action, (_entry, arr) in energy.items():
+                    add(Record(s, name, t, "core", f"energy.{action}", float(arr[s, li, t]), "pJ"))
+    # activity of every spiking layer (sensor layer included)
+    for layer in wl.layers:
+        if not layer.spiking:
+            continue
+        counts = wl.spike_counts(layer.name)
+        for s in range(s_n):
+            for t in range(t_n):
+                add(Record(s, layer.name, t, "activity", "spikes", float(counts[s, t]), "count"))
+                add(Record(s, layer.name, t, "activity", "neurons", float(layer.out_size), "count"))
+
+    # energy per frame and totals
+    makespan_ps = int(pr.makespan_ps)
+    mw_ps_to_pj = 1e-3  # 1 mW for 1 ps = 1e-15 J
+    static_pj = {
+        c: hw.energy.mw(f"{c}.static_power") * makespan_ps * mw_ps_to_pj for c in ("sensor", "link", "core")
+    }
+    for s in range(s_n):
+        bits = float(8 * lp.wire_bytes[s].sum())
+        add(Record(s, sensor_layer, None, "link", "energy.bit", bits * hw.energy.pj("link.bit"), "pJ"))
+        add(Record(s, sensor_layer, None, "link", "energy.burst",
+                   float(lp.bursts[s].sum()) * hw.energy.pj("link.burst"), "pJ"))
+        for c in ("sensor", "link", "core"):
+            add(Record(s, "-", None, c, "energy.static", static_pj[c] / s_n, "pJ"))
+        add(Record(s, "-", None, "system", "latency_ps", float(latency[s]), "ps"))
+        add(Record(s, "-", None, "system", "frame_start_ps", float(frame_start[s]), "ps"))
+        add(Record(s, "-", None, "system", "frame_done_ps", float(frame_done[s]), "ps"))
+        add(Record(s, "-", None, "system", "link_done_ps", float(link_done[s]), "ps"))
+    for i, name in enumerate(pr.names):
+        for metric, arr in (("busy_ps", pr.busy_ps), ("stall_ps", pr.stall_ps), ("idle_ps", pr.idle_ps)):
+            add(Record(None, "-", None, name, metric, float(arr[i]), "ps"))
+
+    meta = {
+        "snnsim_version": __version__,
+        "hardware": {"name": hw.name, "source": hw.source, "config": hw.config},
+        "workload": {"source": wl.source, "model": wl.model, "dataset": wl.dataset, "samples": s_n,
+                     "time_steps": t_n, "encoding": wl.encoding,
+                     "layers": [{"name": la.name, "op": la.op, "out_shape": list(la.out_shape),
+                                 "spiking": la.spiking, "runs_on": "sensor" if la.name == sp.layer else "core"}
+                                for la in wl.layers]},
+        "energy_table": hw.energy.as_dict(),
+        "sensor": {"kind": sp.kind, **sp.details},
+        "link": {"encoding": lp.encoding, "bits_per_event": lp.bits_per_event, "ui_ps": lp.ui_ps,
+                 "conventional_payload_bits_per_frame": lp.conventional_bits_per_frame,
+                 "conventional_wire_bits_per_frame": raw_frame_wire_bits(hw, wl)},
+        "core": cp.details,
+        "engine": {"makespan_ps": makespan_ps, "stages": pr.names,
+                   "fifo_capacity": {"sensor->link": caps[0], "link->core": caps[1]}},
+        "energy_sources": _energy_sources(hw, sp.kind),
+        "elapsed_s": round(time.perf_counter() - t0, 4),
+    }
+    tick("done")
+    return Report.build(meta, records)
+
+
+def _energy_sources(hw: Hardware, kind: str) -> dict[str, dict]:
+    used = ["link.bit", "link.burst", "core.ac", "core.mac", "core.compare", "core.sram_read_bit",
+            "core.sram_write_bit", "sensor.static_power", "link.static_power", "core.static_power"]
+    used += ["p2m.pixel_read", "p2m.adc_conversion"] if kind == "p2m" else ["sensor.pixel_read", "sensor.adc_conversion"]
+    out = {}
+    for name in used:
+        e = hw.energy.entry(name)
+        out[name] = {"value": e.value, "unit": e.unit, "per": e.per, "source": e.source}
+    return out
