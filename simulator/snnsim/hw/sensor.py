@@ -120,6 +120,11 @@ def check_p2m_layer(cfg: dict, layer: Layer, wl: Workload, hw_source: str) -> No
                            key=f"{key}.out_shape", expected=f"{p['out_channels']} channels "
                            f"({hw_source}: sensor.p2m.out_channels)", found=f"{layer.out_shape[0]} channels",
                            suggestion=f"--set sensor.p2m.out_channels={layer.out_shape[0]}")
+    if layer.weight_bits > p["weight_bits"]:
+        raise MappingError("trace layer 0 needs more weight bits than the pixel transistors provide",
+                           file=wl.source, key=f"{key}.weight_bits",
+                           expected=f"<= {p['weight_bits']} ({hw_source}: sensor.p2m.weight_bits)",
+                           found=str(layer.weight_bits), suggestion=f"--set sensor.p2m.weight_bits={layer.weight_bits}")
     if layer.groups != 1:
         raise MappingError("in-pixel convolution cannot be grouped", file=wl.source, key=f"{key}.groups",
                            expected="1", found=str(layer.groups))

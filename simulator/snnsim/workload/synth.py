@@ -147,7 +147,7 @@ def _prepare_image(pixels: np.ndarray, size: int, top: int, left: int, side: int
     if flip:
         crop = crop[:, ::-1]
     r = _area_matrix(side, size)
-    out = np.einsum("ij,jkc,lk->cil", r, crop, r)
+    out = np.stack([r @ crop[:, :, ch] @ r.T for ch in range(3)])
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 

@@ -1,0 +1,368 @@
+"""The ``snnsim`` command: a thin layer over the Python API.
+
+Only the standard library is imported at start-up, so ``snnsim --help`` answers without loading
+NumPy or Numba. Errors raised as :class:`snnsim.errors.SnnsimError` become one message on stderr
+and exit status 2; so do usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+FORMATS = ("table", "json", "csv")
+
+
+def _set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a hwconfig value, e.g. --set link.lanes=4 (repeatable; see `snnsim schema`)")
+
+
+def _format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="output on stdout: table (default on a terminal), json (default otherwise), or csv")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="snnsim",
+        description="Cycle-accurate, event-driven simulator for in-sensor spiking-neural-network chips: "
+                    "replays a spike trace on a chip described in YAML and reports bandwidth, energy, "
+                    "delay and EDP per component, layer and time step.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    p = sub.add_parser("run", help="simulate a workload on one chip and report",
+                       description="Simulate TRACE on the chip HWCONFIG and print the report.")
+    p.add_argument("hwconfig", help="hardware YAML, e.g. hwconfigs/p2m.yaml")
+    p.add_argument("trace", help="spike trace (.npz, format v1), e.g. workloads/resnet_imagenet.npz")
+    _set_option(p)
+    _format_option(p)
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="also write report.json, report.csv and plots into DIR (never overwrites without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing report files in DIR")
+    p.add_argument("--no-plots", action="store_true", help="with -o: skip the plots")
+    p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                   help="progress on stderr: auto = only on a terminal and when a run takes more than a moment")
+
+    p = sub.add_parser("compare", help="simulate one workload on several chips, side by side with ratios",
+                       description="Simulate TRACE on each HWCONFIG; ratios are relative to the first.")
+    p.add_argument("hwconfigs", nargs="+", metavar="HWCONFIG", help="two or more hardware YAMLs")
+    p.add_argument("trace", help="spike trace (.npz)")
+    p.add_argument("--labels", help="comma-separated labels (default: the hwconfig names)")
+    _set_option(p)
+    _format_option(p)
+    p.add_argument("-o", "--output", metavar="DIR", help="also write compare.json, compare.csv and compare.png")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing files in DIR")
+
+    p = sub.add_parser("info", help="describe a spike trace (or list technology tables)",
+                       description="Print a trace's manifest, graph and spike rates; or, with --tech, the "
+                                   "technology tables and their sourced entries.")
+    p.add_argument("trace", nargs="?", help="spike trace (.npz)")
+    p.add_argument("--tech", nargs="?", const="", metavar="TABLE", help="list technology tables, or show one")
+    _format_option(p)
+
+    p = sub.add_parser("validate", help="check hwconfigs and traces without simulating",
+                       description="Check each FILE (a .yaml hwconfig or a .npz trace); exit 2 on the first problem.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _set_option(p)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of hwconfig files",
+                       description="The JSON Schema of hwconfigs, for editors and validators.")
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
+
+    p = sub.add_parser("workload", help="make spike traces (synthesize)")
+    wsub = p.add_subparsers(dest="wverb", metavar="ACTION")
+    s = wsub.add_parser("synth", help="synthesize a trace by a real forward pass of an untrained SNN over photos",
+                        description="Forward pass of a chosen topology (binary weights, IF neurons, direct "
+                                    "encoding) over real photos, with thresholds calibrated to target spike rates.")
+    s.add_argument("--topology", default="resnet18", help="network topology (default resnet18; see --list)")
+    s.add_argument("--list", action="store_true", help="list topologies and exit")
+    s.add_argument("--samples", type=int, default=4, help="images (frames) in the trace")
+    s.add_argument("--time-steps", type=int, default=1, help="time steps T")
+    s.add_argument("--out-channels", type=int, default=64, help="channels C_o of the in-pixel first layer")
+    s.add_argument("--image-size", type=int, default=None, help="square image size in pixels (topology default)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--target-rate", type=float, default=0.1, help="target spike rate of each layer")
+    s.add_argument("--first-layer-rate", type=float, default=None, help="target spike rate of the first layer")
+    s.add_argument("--first-layer-weight-bits", type=int, default=4, help="bits of the in-pixel weights")
+    s.add_argument("-o", "--output", metavar="FILE", help="trace to write (.npz); refuses to overwrite without --overwrite")
+    s.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+class _Progress:
+    """A one-line progress display on stderr, shown only on a terminal after a short delay."""
+
+    def __init__(self, mode: str) -> None:
+        self.enabled = mode == "always" or (mode == "auto" and sys.stderr.isatty())
+        self.shown = False
+        self.start = time.perf_counter()
+
+    def __call__(self, stage: str, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        if not self.shown and time.perf_counter() - self.start < 0.5 and stage != "done":
+            return
+        if stage == "done":
+            if self.shown:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
+            return
+        self.shown = True
+        sys.stderr.write(f"\r\033[Ksnnsim: {stage} ... {time.perf_counter() - self.start:5.1f} s")
+        sys.stderr.flush()
+
+
+def _default_format(fmt: str | None) -> str:
+    return fmt or ("table" if sys.stdout.isatty() else "json")
+
+
+def _safe_write(path: Path, text: str | bytes, overwrite: bool) -> None:
+    """Write atomically; refuse to replace an existing file unless ``overwrite``."""
+    from .errors import UsageError
+
+    if path.exists() and not overwrite:
+        raise UsageError("refusing to overwrite an existing file", file=str(path),
+                         expected="a new file", found="the file exists",
+                         suggestion="choose another output, or pass --overwrite")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _prepare_outdir(outdir: str, names: list[str], overwrite: bool) -> Path:
+    from .errors import UsageError
+
+    d = Path(outdir)
+    if d.exists() and not d.is_dir():
+        raise UsageError("output is not a directory", file=outdir, expected="a directory", found="a file")
+    if not overwrite:
+        clash = [n for n in names if (d / n).exists()]
+        if clash:
+            raise UsageError("refusing to overwrite existing report files", file=outdir,
+                             expected="a directory without them", found=", ".join(clash),
+                             suggestion="choose another -o DIR, or pass --overwrite")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .hwconfig import load_hardware
+    from .report import writers
+    from .simulation import simulate
+    from .workload.trace import load_workload
+
+    fmt = _default_format(args.format)
+    hw = load_hardware(args.hwconfig, args.overrides)
+    wl = load_workload(args.trace)
+    outdir = None
+    if args.output:
+        names = ["report.json", "report.csv"]
+        if not args.no_plots:
+            names += ["energy_breakdown.png", "layer_energy.png", "layer_cycles.png", "activity.png"]
+        outdir = _prepare_outdir(args.output, names, args.overwrite)
+    report = simulate(hw, wl, progress=_Progress(args.progress))
+    if outdir is not None:
+        _safe_write(outdir / "report.json", writers.to_json(report), True)
+        _safe_write(outdir / "report.csv", writers.to_csv(report), True)
+        if not args.no_plots:
+            from .report.plots import write_plots
+
+            write_plots(report, outdir)
+    _emit({"table": writers.format_table, "json": writers.to_json, "csv": writers.to_csv}[fmt](report))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+    from .hwconfig import load_hardware
+    from .report import writers
+    from .simulation import simulate
+    from .workload.trace import load_workload
+
+    if len(args.hwconfigs) < 2:
+        raise UsageError("compare needs at least two hwconfigs and a trace", key="compare",
+                         expected="HWCONFIG HWCONFIG [...] TRACE", found=" ".join(args.hwconfigs + [args.trace]))
+    fmt = _default_format(args.format)
+    hws = [load_hardware(h, args.overrides) for h in args.hwconfigs]
+    labels = args.labels.split(",") if args.labels else [h.name for h in hws]
+    if len(labels) != len(hws):
+        raise UsageError("one label per hwconfig", key="--labels", expected=f"{len(hws)} labels",
+                         found=f"{len(labels)}: {args.labels}")
+    wl = load_workload(args.trace)
+    outdir = _prepare_outdir(args.output, ["compare.json", "compare.csv", "compare.png"], args.overwrite) \
+        if args.output else None
+    reports = [simulate(h, wl) for h in hws]
+    if outdir is not None:
+        from .report.plots import compare_plot
+
+        _safe_write(outdir / "compare.json", writers.compare_json(reports, labels), True)
+        _safe_write(outdir / "compare.csv", writers.compare_csv(reports, labels), True)
+        compare_plot(reports, labels, outdir / "compare.png")
+    out = {"table": writers.format_compare, "json": writers.compare_json, "csv": writers.compare_csv}[fmt]
+    _emit(out(reports, labels))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from .errors import UsageError
+
+    fmt = _default_format(args.format)
+    if args.tech is not None:
+        from .energy import available_tables, load_energy_table
+
+        if args.tech == "":
+            tables = {n: load_energy_table(n).description for n in available_tables()}
+            if fmt == "json":
+                _emit(json.dumps(tables, indent=1))
+            else:
+                _emit("\n".join(f"{n}: {d}" for n, d in tables.items()))
+            return 0
+        t = load_energy_table(args.tech)
+        if fmt == "json":
+            _emit(json.dumps(t.as_dict(), indent=1))
+            return 0
+        lines = [f"technology table {t.name}: {t.description}", ""]
+        for e in t.entries.values():
+            lines.append(f"  {e.name:24s} {e.value:>10g} {e.unit:3s}  per {e.per}\n  {'':24s} source: {e.source}")
+        _emit("\n".join(lines))
+        return 0
+    if not args.trace:
+        raise UsageError("info needs a trace or --tech", key="info", expected="snnsim info TRACE | snnsim info --tech",
+                         found="nothing")
+    from .workload.trace import load_workload
+
+    wl = load_workload(args.trace)
+    rates = {}
+    for layer in wl.layers:
+        if layer.spiking:
+            c = wl.spike_counts(layer.name)
+            rates[layer.name] = float(c.sum()) / (layer.out_size * wl.samples * wl.time_steps)
+    if fmt == "json":
+        man = wl.manifest()
+        man["spike_rates"] = rates
+        man["file"] = wl.source
+        _emit(json.dumps(man, indent=1))
+        return 0
+    lines = [f"trace    {wl.source}", f"model    {wl.model}", f"dataset  {wl.dataset}",
+             f"samples  {wl.samples}   time steps {wl.time_steps}   encoding {wl.encoding}",
+             f"input    {list(wl.input_shape)} float32", f"weights  {len(wl.weights)} layers"
+             f"   per-channel thresholds {len(wl.thresholds)} layers", "",
+             f"{'layer':22s} {'op':8s} {'inputs':28s} {'out shape':16s} {'neuron':8s} {'rate':>7s}"]
+    for layer in wl.layers:
+        neuron = layer.neuron.model if layer.neuron else ("(spikes)" if layer.spiking else "-")
+        rate = f"{rates[layer.name]:.4f}" if layer.name in rates else "-"
+        ins = ",".join(layer.inputs)
+        lines.append(f"{layer.name:22s} {layer.op:8s} {ins[:28]:28s} {str(list(layer.out_shape)):16s} "
+                     f"{neuron:8s} {rate:>7s}")
+    prov = wl.provenance
+    if prov:
+        lines += ["", "provenance:"] + [f"  {k}: {v}" for k, v in prov.items() if not isinstance(v, (dict, list))]
+    _emit("\n".join(lines))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .hwconfig import load_hardware
+    from .workload.trace import load_workload
+
+    for f in args.files:
+        if f.endswith(".npz"):
+            wl = load_workload(f)
+            _emit(f"{f}: valid trace (format v1, {len(wl.layers)} layers, {wl.samples} samples, "
+                  f"{wl.time_steps} steps)")
+        else:
+            hw = load_hardware(f, args.overrides)
+            _emit(f"{f}: valid hwconfig '{hw.name}' (sensor {hw['sensor']['kind']}, "
+                  f"technology {hw.energy.name})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from .schema import json_schema
+
+    text = json.dumps(json_schema(), indent=1)
+    if args.output:
+        _safe_write(Path(args.output), text + "\n", overwrite=True)
+    else:
+        _emit(text)
+    return 0
+
+
+def cmd_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .errors import UsageError
+
+    if args.wverb != "synth":
+        parser.parse_args(["workload", "--help"])
+        return EXIT_USAGE
+    from .workload.synth import TOPOLOGIES, synthesize
+
+    if args.list:
+        _emit("\n".join(f"{k:12s} {v}" for k, v in TOPOLOGIES.items()))
+        return 0
+    if not args.output:
+        raise UsageError("synth needs an output file", key="-o", expected="-o FILE.npz", found="nothing")
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise UsageError("refusing to overwrite an existing file", file=str(out), expected="a new file",
+                         found="the file exists", suggestion="choose another -o, or pass --overwrite")
+    from .workload.trace import save_workload
+
+    wl = synthesize(args.topology, samples=args.samples, time_steps=args.time_steps,
+                    out_channels=args.out_channels, image_size=args.image_size, seed=args.seed,
+                    target_rate=args.target_rate, first_layer_rate=args.first_layer_rate,
+                    first_layer_weight_bits=args.first_layer_weight_bits)
+    save_workload(wl, out)
+    _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {wl.model}, {wl.samples} samples, "
+          f"{wl.time_steps} steps, {len(wl.layers)} layers")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``snnsim`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        _emit(f"snnsim {__version__}")
+        return 0
+    if not args.verb:
+        parser.print_help()
+        return EXIT_USAGE
+    from .errors import SnnsimError
+
+    try:
+        if args.verb == "workload":
+            return cmd_workload(args, parser)
+        return {"run": cmd_run, "compare": cmd_compare, "info": cmd_info, "validate": cmd_validate,
+                "schema": cmd_schema}[args.verb](args)
+    except SnnsimError as e:
+        sys.stderr.write(f"snnsim: error: {e.render()}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("snnsim: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
