@@ -334,27 +334,80 @@ def _channel_rates(cur: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return count / (t_steps * n * p)
 
 
+def _critical(cum: np.ndarray, x: np.ndarray, above: bool, strict: bool = True) -> np.ndarray:
+    """Per channel, the nearest critical threshold above (or below) x.
+
+    An IF neuron (reset by subtraction) spikes at step t iff S_t >= k theta, with S_t its
+    cumulative input and k = 1 + its earlier spikes (1 <= k <= t). So the spike trains change only
+    where theta crosses some S_t / k: the rate is constant between consecutive critical values.
+    cum: (T, N, C, P) cumulative currents; x: (C,). Returns (C,) float64 (+-inf if none).
+    """
+    xc = x.astype(np.float32)[:, None]
+    best = np.full(x.shape, np.inf if above else -np.inf)
+    for t in range(cum.shape[0]):
+        for k in range(1, t + 2):
+            c = cum[t] / np.float32(k)
+            if above:
+                mask = (c > xc) if strict else (c >= xc)
+                best = np.minimum(best, np.where(mask, c, np.inf).min(axis=(0, 2)))
+            else:
+                best = np.maximum(best, np.where((c < xc) & (c > 0), c, -np.inf).max(axis=(0, 2)))
+    return best
+
+
+def _midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return ((a.astype(np.float64) + b.astype(np.float64)) / 2.0).astype(np.float32)
+
+
 def _calibrate(cur: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per-channel thresholds (float32, > 0) giving the target rates; cur (T, N, C, P)."""
+    """Per-channel thresholds (float32, > 0) giving the target rates; cur (T, N, C, P).
+
+    Bisection on the real IF rate brackets each channel's target between two plateaus of the
+    rate-versus-threshold step function; each candidate threshold is then moved to the middle of
+    its plateau (far from every tie v == theta, so any faithful re-implementation gives the same
+    spikes). Thresholds stay above half the smallest positive input, so one input event never
+    makes a neuron fire on its own for several steps. The choice between the two candidates
+    carries the rounding error across channels so that the layer's mean rate hits its target.
+    """
     c = cur.shape[2]
-    cummax = np.cumsum(cur, axis=0, dtype=np.float32).max(axis=(0, 1, 3))
-    hi = np.where(cummax > 0, cummax * np.float32(1.001) + np.float32(1e-6), np.float32(1.0)).astype(np.float32)
-    lo = np.zeros(c, dtype=np.float32)  # rate(lo) > target is assumed at 0, never evaluated
+    cum = np.cumsum(cur, axis=0, dtype=np.float32)
+    smallest = np.where(cur > 0, cur, np.float32(np.inf)).min(axis=(0, 1, 3))
+    silent = ~np.isfinite(smallest)  # no positive input: never fires at any threshold > 0
+    lo0 = np.where(silent, np.float32(0.5), smallest / np.float32(2)).astype(np.float32)
+    first = _critical(cum, lo0, above=True)
+    theta_max = np.where(np.isfinite(first), _midpoint(lo0, np.where(np.isfinite(first), first, 0)),
+                         2 * lo0).astype(np.float32)
+    reachable = (_channel_rates(cur, theta_max) > targets) & ~silent
+
+    hi = (np.maximum(cum.max(axis=(0, 1, 3)), lo0) * np.float32(1.001) + np.float32(1e-6)).astype(np.float32)
+    lo = lo0.copy()
     for _ in range(_BISECTION_STEPS):
-        mid = ((lo + hi) * np.float32(0.5)).astype(np.float32)
+        mid = _midpoint(lo, hi)
         above = _channel_rates(cur, mid) > targets
         lo = np.where(above, mid, lo)
         hi = np.where(above, hi, mid)
-    r_hi = _channel_rates(cur, hi)
-    valid_lo = lo > 0
-    r_lo = _channel_rates(cur, np.where(valid_lo, lo, hi))
-    theta = hi.copy()
+    at_floor = lo <= lo0
+    b = np.where(at_floor, _critical(cum, lo, above=True, strict=True),
+                 _critical(cum, lo, above=True, strict=False))
+    b_ok = np.isfinite(b)
+    bf = np.where(b_ok, b, hi).astype(np.float32)
+    nxt = _critical(cum, bf, above=True)
+    prev = np.maximum(_critical(cum, bf, above=False), lo0)
+    theta_hi = np.where(np.isfinite(nxt), _midpoint(bf, np.where(np.isfinite(nxt), nxt, 0)), 2 * bf)
+    theta_hi = np.where(b_ok, theta_hi, hi).astype(np.float32)
+    theta_lo = np.where(b_ok & (bf > lo0), _midpoint(prev, bf), theta_hi).astype(np.float32)
+    theta_hi = np.where(reachable, theta_hi, theta_max).astype(np.float32)
+    theta_lo = np.where(reachable, theta_lo, theta_max).astype(np.float32)
+
+    r_hi = _channel_rates(cur, theta_hi)
+    r_lo = _channel_rates(cur, theta_lo)
+    theta = theta_hi.copy()
     carry = 0.0
     for ch in range(c):
         want = targets[ch] + carry
         rate = r_hi[ch]
-        if valid_lo[ch] and abs(r_lo[ch] - want) < abs(r_hi[ch] - want):
-            theta[ch], rate = lo[ch], r_lo[ch]
+        if abs(r_lo[ch] - want) < abs(r_hi[ch] - want):
+            theta[ch], rate = theta_lo[ch], r_lo[ch]
         carry = want - rate
     return theta.astype(np.float32)
 

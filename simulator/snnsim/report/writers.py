@@ -1,0 +1,444 @@
+"""Writers for a Report: JSON, tidy CSV, a terminal table, and side-by-side comparisons.
+
+Everything here reads ``report.meta``, ``report.records`` and ``report.summary`` and never
+recomputes a figure the summary already holds. Output is deterministic: the same report gives
+the same bytes (nested keys sorted, floats written with ``repr``, ``\\n`` line endings).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .report import COLUMNS, Report
+
+__all__ = [
+    "to_json", "write_json", "to_csv", "write_csv", "format_table", "fmt_quantity",
+    "compare_rows", "format_compare", "compare_csv", "compare_json",
+]
+
+COMPARE_SCHEMA_NAME = "snnsim-compare"
+COMPARE_SCHEMA_VERSION = "1.0"
+
+# -- numbers and units ---------------------------------------------------------------------------
+
+_PREFIXES: dict[str, int] = {"a": -18, "f": -15, "p": -12, "n": -9, "u": -6, "m": -3, "": 0,
+                             "k": 3, "M": 6, "G": 9, "T": 12}
+_BY_EXP = {e: p for p, e in _PREFIXES.items()}
+# Units fmt_quantity scales with an SI prefix, and the largest exponent used for each
+# (seconds stay seconds rather than becoming ks).
+_SCALED_UNITS: dict[str, int] = {"J": 12, "s": 0, "W": 12, "J*s": 12, "bit": 12, "bit/s": 12,
+                                 "Hz": 12, "b": 12, "B": 12}
+
+
+def _split_unit(base_unit: str) -> tuple[int, str] | None:
+    """'pJ' -> (-12, 'J'); 'J' -> (0, 'J'); an unknown unit (e.g. 'fps', 'count') -> None."""
+    if base_unit in _SCALED_UNITS:
+        return 0, base_unit
+    if len(base_unit) > 1 and base_unit[0] in _PREFIXES and base_unit[1:] in _SCALED_UNITS:
+        return _PREFIXES[base_unit[0]], base_unit[1:]
+    return None
+
+
+def _sig(x: float, digits: int) -> str:
+    s = f"{x:.{digits}g}"
+    return s if "e" not in s else f"{x:.{max(digits - 1, 0)}e}"
+
+
+def fmt_quantity(value: float | None, base_unit: str, digits: int = 4) -> str:
+    """Format ``value`` (given in ``base_unit``) with the SI prefix that keeps 1 <= |x| < 1000.
+
+    ``fmt_quantity(1500, "pJ") == "1.5 nJ"``, ``fmt_quantity(2.5e6, "ps") == "2.5 us"``.
+    Zero keeps the given unit; None prints ``n/a``; units without a known base (``fps``,
+    ``count``) are printed as given, with ``digits`` significant digits.
+    """
+    if value is None:
+        return "n/a"
+    value = float(value)
+    if not math.isfinite(value):
+        return f"{value} {base_unit}"
+    split = _split_unit(base_unit)
+    if split is None or value == 0.0:
+        return f"{_sig(value, digits)} {base_unit}"
+    exp0, unit = split
+    exp = exp0 + 3 * math.floor(math.log10(abs(value)) / 3)
+    lo, hi = min(_BY_EXP), min(max(_BY_EXP), _SCALED_UNITS[unit])
+    exp = max(lo, min(hi, exp))
+    scaled = value * 10.0 ** (exp0 - exp)
+    # rounding may carry into the next prefix: 999.96 pJ -> "1000 pJ" -> "1 nJ"
+    if abs(float(_sig(scaled, digits))) >= 1000.0 and exp + 3 <= hi:
+        exp += 3
+        scaled = value * 10.0 ** (exp0 - exp)
+    return f"{_sig(scaled, digits)} {_BY_EXP[exp]}{unit}"
+
+
+def _count(x: float | None) -> str:
+    """A count: integers with thousands separators, fractions with 4 significant digits."""
+    if x is None:
+        return "-"
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.1f}" if abs(x) >= 1000 else _sig(x, 4)
+
+
+def _factor(x: float | None) -> str:
+    if x is None or not math.isfinite(float(x)):
+        return "n/a"
+    return f"{float(x):.2f}x"
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
+def _fmt_value(value: Any) -> str:
+    """A value exactly: integral floats without '.0', other floats with repr."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) or hasattr(value, "item"):
+        f = float(value)
+        if math.isfinite(f) and f == int(f) and abs(f) <= 2.0**53:
+            return str(int(f))
+        return repr(f)
+    return str(value)
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON data: nested keys sorted, numpy scalars/arrays unwrapped, non-finite -> None."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if hasattr(obj, "tolist"):  # numpy scalar or array
+        return _jsonable(obj.tolist())
+    return str(obj)
+
+
+def _dumps(top: dict[str, Any]) -> str:
+    # The top level keeps its documented order (schema first); everything below is sorted.
+    data = {k: _jsonable(v) for k, v in top.items()}
+    return json.dumps(data, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def to_json(report: Report) -> str:
+    """The report as JSON text (``Report.to_dict``), deterministic, non-finite numbers as null."""
+    return _dumps(report.to_dict())
+
+
+def write_json(report: Report, path: str | Path) -> Path:
+    p = Path(path)
+    p.write_text(to_json(report), encoding="utf-8")
+    return p
+
+
+# -- CSV -----------------------------------------------------------------------------------------
+
+def to_csv(report: Report) -> str:
+    """The tidy records as CSV: one row per record, empty cells for None."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in report.records:
+        w.writerow([_fmt_value(r.sample), r.layer, _fmt_value(r.step), r.component, r.metric,
+                    _fmt_value(r.value), r.unit])
+    return buf.getvalue()
+
+
+def write_csv(report: Report, path: str | Path) -> Path:
+    p = Path(path)
+    with open(p, "w", encoding="utf-8", newline="") as f:
+        f.write(to_csv(report))
+    return p
+
+
+# -- terminal table ------------------------------------------------------------------------------
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None,
+           indent: str = "  ") -> list[str]:
+    """Aligned plain-text columns; ``right[i]`` right-aligns column i (numbers)."""
+    cols = len(header)
+    right = list(right) if right is not None else [False] + [True] * (cols - 1)
+    widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(cols)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right)]
+        return (indent + "  ".join(parts)).rstrip()
+
+    return [line(header), indent + "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+def _kv(pairs: Sequence[tuple[str, str]], indent: str = "  ") -> list[str]:
+    w = max((len(k) for k, _ in pairs), default=0)
+    return [f"{indent}{k.ljust(w)}  {v}".rstrip() for k, v in pairs]
+
+
+def _section(title: str) -> list[str]:
+    return ["", title, "=" * len(title)]
+
+
+_COMPONENTS = ("sensor", "link", "core")
+
+
+def _actions_in_order(by_action: dict[str, float]) -> list[tuple[str, str, float]]:
+    out = []
+    for key, v in by_action.items():
+        comp, _, action = key.partition(".")
+        out.append((comp, action, v))
+    rank = {c: i for i, c in enumerate(_COMPONENTS)}
+    return sorted(out, key=lambda t: (rank.get(t[0], len(rank)), t[0], t[1]))
+
+
+def _shape(shape: Any) -> str:
+    return "x".join(str(d) for d in shape) if isinstance(shape, (list, tuple)) else str(shape)
+
+
+def format_table(report: Report) -> str:
+    """A readable plain-text report of the summary, per-frame figures with engineering units."""
+    m, s = report.meta, report.summary
+    hw, wl = m.get("hardware", {}), m.get("workload", {})
+    bw, en, de = s["bandwidth"], s["energy"], s["delay"]
+    ops, act = s["operations"], s["activity"]
+    out: list[str] = []
+
+    title = "snnsim report"
+    out += [title, "=" * len(title)]
+    out += _kv([
+        ("hardware", f"{hw.get('name', '?')} ({hw.get('source', '?')})"),
+        ("sensor", str(m.get("sensor", {}).get("kind", "?"))),
+        ("link encoding", str(m.get("link", {}).get("encoding", "?"))),
+        ("workload", f"{wl.get('model', '?')} ({wl.get('source', '?')})"),
+        ("dataset", str(wl.get("dataset", "?"))),
+        ("frames", _count(s["frames"])),
+        ("time steps", _count(s["time_steps"])),
+    ])
+
+    out += _section("Bandwidth (per frame)")
+    out += _table(
+        ["", "payload", "on the wire"],
+        [["this design", f"{_count(bw['payload_bits_per_frame'])} bit", f"{_count(bw['wire_bits_per_frame'])} bit"],
+         ["conventional readout", f"{_count(bw['conventional_payload_bits_per_frame'])} bit",
+          f"{_count(bw['conventional_wire_bits_per_frame'])} bit"],
+         ["reduction", _factor(bw["reduction_payload"]), _factor(bw["reduction_wire"])],
+         ["rate at achieved fps", f"{bw['payload_mbps']:.4g} Mbps", f"{bw['wire_mbps']:.4g} Mbps"]])
+    out += _kv([("link busy", _pct(bw["link_busy_fraction"], 1.0))])
+
+    total = en["total_pj_per_frame"]
+    table_name = m.get("energy_table", {}).get("name", "?")
+    out += _section("Energy per frame")
+    out += _kv([("total", fmt_quantity(total, "pJ")), ("technology table", str(table_name))])
+    out += ["", "  by component"]
+    comp_rows = [[c, fmt_quantity(v, "pJ"), _pct(v, total)]
+                 for c, v in sorted(en["by_component_pj_per_frame"].items(),
+                                    key=lambda kv: _COMPONENTS.index(kv[0]) if kv[0] in _COMPONENTS else 99)]
+    out += _table(["component", "energy", "share"], comp_rows, indent="    ")
+    out += ["", "  by action"]
+    act_rows = [[c, a, fmt_quantity(v, "pJ"), _pct(v, total)]
+                for c, a, v in _actions_in_order(en["by_action_pj_per_frame"])]
+    out += _table(["component", "action", "energy", "share"], act_rows, [False, False, True, True], indent="    ")
+
+    out += _section("Delay")
+    out += _kv([
+        ("latency mean", fmt_quantity(de["latency_ps_mean"], "ps")),
+        ("latency min", fmt_quantity(de["latency_ps_min"], "ps")),
+        ("latency max", fmt_quantity(de["latency_ps_max"], "ps")),
+        ("frame interval", fmt_quantity(de["frame_interval_ps"], "ps")),
+        ("throughput", f"{de['throughput_fps']:,.1f} fps"),
+        ("makespan", fmt_quantity(de["makespan_ps"], "ps")),
+        ("sensor readout mean", fmt_quantity(de.get("sensor_readout_ps_mean"), "ps")),
+    ])
+    makespan = de["makespan_ps"]
+    stages = de.get("stages", {})
+    order = list(m.get("engine", {}).get("stages", [])) or sorted(stages)
+    order += [n for n in sorted(stages) if n not in order]
+    if stages:
+        out += ["", "  stage utilisation (% of makespan)"]
+        rows = [[n, _pct(stages[n].get("busy_ps", 0.0), makespan), _pct(stages[n].get("stall_ps", 0.0), makespan),
+                 _pct(stages[n].get("idle_ps", 0.0), makespan)] for n in order if n in stages]
+        out += _table(["stage", "busy", "stall", "idle"], rows, indent="    ")
+
+    out += _section("Energy-delay product")
+    out += _kv([("EDP (energy/frame x mean latency)", fmt_quantity(s["edp_j_s"], "J*s"))])
+
+    out += _section("Activity and cost per layer (per frame)")
+    rows = []
+    for la in s["layers"]:
+        rate = la.get("spike_rate")
+        rows.append([la["name"], la["op"], la["runs_on"], _shape(la["out_shape"]),
+                     "-" if rate is None else f"{rate:.4f}",
+                     fmt_quantity(la["energy_pj_per_frame"], "pJ"),
+                     _count(la["core_cycles_per_frame"]), _count(la["synaptic_ops_per_frame"]),
+                     _count(la.get("macs_per_frame"))])
+    out += _table(["layer", "op", "runs on", "out shape", "spike rate", "energy", "core cycles",
+                   "synaptic ops", "MACs"], rows, [False] * 4 + [True] * 5)
+    layer_sum = sum(la["energy_pj_per_frame"] for la in s["layers"])
+    if total and abs(layer_sum - total) > 1e-6 * abs(total):
+        out += [f"  (layers sum to {fmt_quantity(layer_sum, 'pJ')}; the remaining "
+                f"{fmt_quantity(total - layer_sum, 'pJ')} is not attributed to a layer)"]
+
+    out += _section("Operations (per frame)")
+    rate = act.get("spike_rate")
+    out += _kv([
+        ("synaptic ops", _count(ops["synaptic_ops_per_frame"])),
+        ("MACs", _count(ops["macs_per_frame"])),
+        ("core cycles", _count(ops["core_cycles_per_frame"])),
+        ("sensor ADC conversions", _count(ops["sensor_adc_conversions_per_frame"])),
+        ("spikes", _count(act["spikes_per_frame"])),
+        ("spike rate", "-" if rate is None else f"{rate:.4f}"),
+    ])
+    return "\n".join(out) + "\n"
+
+
+# -- comparison ----------------------------------------------------------------------------------
+
+# (metric name, unit, getter on the summary)
+_COMPARE_METRICS: list[tuple[str, str, Any]] = [
+    ("payload_bits_per_frame", "bit", lambda s: s["bandwidth"]["payload_bits_per_frame"]),
+    ("wire_bits_per_frame", "bit", lambda s: s["bandwidth"]["wire_bits_per_frame"]),
+    ("reduction_payload", "x", lambda s: s["bandwidth"]["reduction_payload"]),
+    ("reduction_wire", "x", lambda s: s["bandwidth"]["reduction_wire"]),
+    ("energy_pj_per_frame", "pJ", lambda s: s["energy"]["total_pj_per_frame"]),
+    *[(f"energy_{c}_pj_per_frame", "pJ",
+       (lambda c: lambda s: s["energy"]["by_component_pj_per_frame"].get(c))(c)) for c in _COMPONENTS],
+    ("latency_ps_mean", "ps", lambda s: s["delay"]["latency_ps_mean"]),
+    ("frame_interval_ps", "ps", lambda s: s["delay"]["frame_interval_ps"]),
+    ("throughput_fps", "fps", lambda s: s["delay"]["throughput_fps"]),
+    ("edp_j_s", "J*s", lambda s: s["edp_j_s"]),
+    ("synaptic_ops_per_frame", "count", lambda s: s["operations"]["synaptic_ops_per_frame"]),
+    ("macs_per_frame", "count", lambda s: s["operations"]["macs_per_frame"]),
+    ("core_cycles_per_frame", "count", lambda s: s["operations"]["core_cycles_per_frame"]),
+    ("sensor_adc_conversions_per_frame", "count", lambda s: s["operations"]["sensor_adc_conversions_per_frame"]),
+]
+
+
+def _ratio_key(label: str, base: str) -> str:
+    return f"{label}/{base}"
+
+
+def _check(reports: Sequence[Report], labels: Sequence[str]) -> None:
+    if len(reports) != len(labels):
+        raise ValueError(f"{len(reports)} reports but {len(labels)} labels")
+    if not reports:
+        raise ValueError("nothing to compare: no reports")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be distinct, got {list(labels)}")
+    reserved = {"metric", "unit"} | {_ratio_key(lb, labels[0]) for lb in labels[1:]}
+    clash = reserved & set(labels)
+    if clash:
+        raise ValueError(f"label(s) {sorted(clash)} clash with column names")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    a, b = float(a), float(b)
+    if b == 0.0 or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    return a / b
+
+
+def compare_rows(reports: Sequence[Report], labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Headline per-frame metrics side by side.
+
+    One dict per metric: ``metric``, ``unit``, one key per label (the value), and for every
+    report after the first a ratio key ``"<label>/<first label>"`` (None when undefined).
+    """
+    _check(reports, labels)
+    rows = []
+    for name, unit, get in _COMPARE_METRICS:
+        vals = []
+        for r in reports:
+            try:
+                v = get(r.summary)
+            except (KeyError, TypeError):
+                v = None
+            vals.append(None if v is None else float(v))
+        row: dict[str, Any] = {"metric": name, "unit": unit}
+        row.update(zip(labels, vals))
+        for lb, v in zip(labels[1:], vals[1:]):
+            row[_ratio_key(lb, labels[0])] = _ratio(v, vals[0])
+        rows.append(row)
+    return rows
+
+
+def _fmt_metric(v: float | None, unit: str) -> str:
+    if v is None:
+        return "n/a"
+    if unit == "x":
+        return _factor(v)
+    if unit == "fps":
+        return f"{v:,.1f} fps"
+    if unit == "count":
+        return _count(v)
+    if unit == "bit":
+        return f"{_count(v)} bit"
+    return fmt_quantity(v, unit)
+
+
+def format_compare(reports: Sequence[Report], labels: Sequence[str]) -> str:
+    """Side-by-side table of the headline metrics, with ratios to the first report."""
+    rows = compare_rows(reports, labels)
+    ratio_keys = [_ratio_key(lb, labels[0]) for lb in labels[1:]]
+    header = ["metric", *labels, *ratio_keys]
+    body = [[row["metric"], *(_fmt_metric(row[lb], row["unit"]) for lb in labels),
+             *("n/a" if row[k] is None else f"{row[k]:.3g}x" for k in ratio_keys)] for row in rows]
+    out = ["snnsim comparison", "=" * len("snnsim comparison")]
+    out += _kv([(lb, f"hardware {r.meta.get('hardware', {}).get('name', '?')} "
+                     f"({r.meta.get('sensor', {}).get('kind', '?')} sensor), "
+                     f"workload {r.meta.get('workload', {}).get('model', '?')}")
+                for lb, r in zip(labels, reports)])
+    out.append("")
+    out += _table(header, body)
+    return "\n".join(out) + "\n"
+
+
+def compare_csv(reports: Sequence[Report], labels: Sequence[str]) -> str:
+    """The comparison rows as CSV (columns: metric, unit, labels..., ratios...)."""
+    rows = compare_rows(reports, labels)
+    header = ["metric", "unit", *labels, *(_ratio_key(lb, labels[0]) for lb in labels[1:])]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for row in rows:
+        w.writerow([row["metric"], row["unit"], *(_fmt_value(row[k]) for k in header[2:])])
+    return buf.getvalue()
+
+
+def compare_json(reports: Sequence[Report], labels: Sequence[str]) -> str:
+    """The comparison as JSON: labels, which hardware/workload each is, and the rows."""
+    rows = compare_rows(reports, labels)
+    top = {
+        "schema": COMPARE_SCHEMA_NAME,
+        "schema_version": COMPARE_SCHEMA_VERSION,
+        "labels": list(labels),
+        "reports": [{"label": lb,
+                     "hardware": r.meta.get("hardware", {}).get("name"),
+                     "hardware_source": r.meta.get("hardware", {}).get("source"),
+                     "sensor": r.meta.get("sensor", {}).get("kind"),
+                     "workload": r.meta.get("workload", {}).get("model"),
+                     "workload_source": r.meta.get("workload", {}).get("source")}
+                    for lb, r in zip(labels, reports)],
+        "rows": rows,
+    }
+    return _dumps(top)
