@@ -20,9 +20,14 @@ exact integers in float32.
 
 Calibration (one pass, layer by layer): each channel gets a target rate (the layer target spread
 log-normally across channels, mean preserved), its threshold is found by bisection on the real
-T-step IF dynamics of that channel's currents, and the final choice between the two bracketing
-thresholds carries the rounding error from channel to channel so that the layer's mean rate
-lands on its target.
+T-step IF dynamics of that channel's currents (over all samples and positions), moved to the
+middle of its plateau of the rate-versus-threshold step function (so no neuron sits on a tie),
+and the final choice between the two bracketing thresholds carries the rounding error from
+channel to channel so that the layer's mean rate lands on its target.
+
+The weights of layers after ``conv0`` are drawn from an independent stream per layer, so they
+depend only on the seed and the topology; ``conv0``'s also on the photos (a channel whose
+current can never reach a positive threshold gets its weights negated).
 """
 
 from __future__ import annotations
@@ -424,6 +429,36 @@ def _binary_weights(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return np.where(rng.random(shape) < 0.5, np.float32(-1.0), np.float32(1.0)).astype(np.float32)
 
 
+def _check_topology(topology: Any) -> str:
+    if not isinstance(topology, str) or topology not in TOPOLOGIES:
+        raise UsageError("unknown topology", key="topology", expected=f"one of {', '.join(TOPOLOGIES)}",
+                         found=repr(topology), suggestion=did_you_mean(str(topology), TOPOLOGIES))
+    return topology
+
+
+def build_topology(topology: str, *, out_channels: int = 64, image_size: int | None = None,
+                   first_layer_weight_bits: int = 4) -> list[Layer]:
+    """The checked layer graph of a topology (shapes filled in, thresholds not yet calibrated)."""
+    topology = _check_topology(topology)
+    out_channels = _check_int("out_channels", out_channels, 1)
+    bits = _check_int("first_layer_weight_bits", first_layer_weight_bits, 1)
+    if bits > 16:
+        raise UsageError("first_layer_weight_bits out of range", key="first_layer_weight_bits",
+                         expected="an integer in 1..16", found=repr(first_layer_weight_bits))
+    minimum = _MIN_IMAGE_SIZE[topology]
+    if image_size is None:
+        image_size = _DEFAULT_IMAGE_SIZE[topology]
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < minimum:
+        raise UsageError(f"image_size too small for {topology}", key="image_size",
+                         expected=f"an integer >= {minimum}", found=repr(image_size),
+                         suggestion=f"the default for {topology} is {_DEFAULT_IMAGE_SIZE[topology]}")
+    shape = (3, int(image_size), int(image_size))
+    net = _Net(shape)
+    _BUILDERS[topology](net, out_channels, bits)
+    check_graph(net.layers, shape)
+    return net.layers
+
+
 # ----------------------------------------------------------------------------- the generator
 
 def synthesize(topology: str, *, samples: int, time_steps: int, out_channels: int = 64,
@@ -443,17 +478,12 @@ def synthesize(topology: str, *, samples: int, time_steps: int, out_channels: in
     stores all when the network has at most :data:`WEIGHT_STORE_LIMIT` parameters.
     Deterministic for a given seed (and photo set).
     """
-    if not isinstance(topology, str) or topology not in TOPOLOGIES:
-        raise UsageError("unknown topology", key="topology", expected=f"one of {', '.join(TOPOLOGIES)}",
-                         found=repr(topology), suggestion=did_you_mean(str(topology), TOPOLOGIES))
+    topology = _check_topology(topology)
     samples = _check_int("samples", samples, 1)
     time_steps = _check_int("time_steps", time_steps, 1)
     out_channels = _check_int("out_channels", out_channels, 1)
     seed = _check_int("seed", seed, 0)
     bits = _check_int("first_layer_weight_bits", first_layer_weight_bits, 1)
-    if bits > 16:
-        raise UsageError("first_layer_weight_bits out of range", key="first_layer_weight_bits",
-                         expected="an integer in 1..16", found=repr(first_layer_weight_bits))
     target_rate = _check_rate("target_rate", target_rate)
     first_rate = target_rate if first_layer_rate is None else _check_rate("first_layer_rate", first_layer_rate)
     if isinstance(rate_spread, bool) or not isinstance(rate_spread, numbers.Real) \
@@ -464,22 +494,12 @@ def synthesize(topology: str, *, samples: int, time_steps: int, out_channels: in
     if store_weights is not None and not isinstance(store_weights, bool):
         raise UsageError("store_weights must be True, False or None", key="store_weights",
                          expected="True, False or None (automatic)", found=repr(store_weights))
-    minimum = _MIN_IMAGE_SIZE[topology]
-    if image_size is None:
-        image_size = _DEFAULT_IMAGE_SIZE[topology]
-    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < minimum:
-        raise UsageError(f"image_size too small for {topology}", key="image_size",
-                         expected=f"an integer >= {minimum}", found=repr(image_size),
-                         suggestion=f"the default for {topology} is {_DEFAULT_IMAGE_SIZE[topology]}")
-    image_size = int(image_size)
-
-    net = _Net((3, image_size, image_size))
-    _BUILDERS[topology](net, out_channels, bits)
-    layers = net.layers
-    check_graph(layers, (3, image_size, image_size))
+    layers = build_topology(topology, out_channels=out_channels, image_size=image_size,
+                            first_layer_weight_bits=bits)
+    image_size = layers[0].in_shape[1]
 
     images, image_names, photo_names = _images(samples, image_size, seed)
-    weights, thresholds, spikes, achieved, targets = _forward(
+    weights, thresholds, spikes, achieved, targets, per_step = _forward(
         layers, images, time_steps, seed, target_rate, first_rate, bits, float(rate_spread))
 
     n_params = sum(w.size for w in weights.values())
@@ -508,6 +528,7 @@ def synthesize(topology: str, *, samples: int, time_steps: int, out_channels: in
         "rate_spread": float(rate_spread),
         "achieved_rates": achieved,
         "achieved_rate_mean": round(float(np.mean(list(achieved.values()))), 5),
+        "achieved_rates_per_step": per_step,
         "target_rates": targets,
         "neuron": "IF, leak 0, reset by subtraction, per-channel thresholds, float32 arithmetic "
                   "in the order v += I; spike = v >= theta; v -= spike * theta",
@@ -538,13 +559,14 @@ def synthesize(topology: str, *, samples: int, time_steps: int, out_channels: in
 def _forward(layers: list[Layer], images: np.ndarray, steps: int, seed: int, target_rate: float,
              first_rate: float, bits: int, spread: float):
     """Run and calibrate the network; returns weights, thresholds, spikes (T, N, *shape) per
-    spiking layer, achieved and target rates per recorded layer."""
+    spiking layer, achieved and target rates per recorded layer, achieved rates per step."""
     n = images.shape[0]
     weights: dict[str, np.ndarray] = {}
     thresholds: dict[str, np.ndarray] = {}
     spikes: dict[str, np.ndarray] = {}
     achieved: dict[str, float] = {}
     targets: dict[str, float] = {}
+    per_step: dict[str, list[float]] = {}
 
     def flat(name: str) -> np.ndarray:  # (T*N, *shape), time-major
         s = spikes[name]
@@ -602,8 +624,9 @@ def _forward(layers: list[Layer], images: np.ndarray, steps: int, seed: int, tar
         spikes[layer.name] = s
         thresholds[layer.name] = theta
         achieved[layer.name] = round(float(s.mean(dtype=np.float64)), 5)
+        per_step[layer.name] = [round(float(x), 5) for x in s.reshape(steps, -1).mean(axis=1, dtype=np.float64)]
         targets[layer.name] = rate
-    return weights, thresholds, spikes, achieved, targets
+    return weights, thresholds, spikes, achieved, targets, per_step
 
 
 def _snnsim_version() -> str:

@@ -1,0 +1,103 @@
+"""Benchmark: the ResNet-18 frame through P2M + link + core, cold and warm JIT, against the
+pure-Python reference model on a small case, all measured in one run so the ratios are fair.
+
+    python bench/bench_run.py [--trace workloads/resnet_imagenet.npz] [--repeats 5]
+
+Prints wall times (median of repeats), events per second (spikes replayed + packets +
+transactions) and the ratios. Timings vary 30-40% between runs on shared machines: compare the
+ratios printed by one run, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import time, sys
+t0 = time.perf_counter()
+from snnsim import load_hardware, load_workload, simulate
+hw = load_hardware(sys.argv[1]); wl = load_workload(sys.argv[2])
+t1 = time.perf_counter()
+simulate(hw, wl)
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def _child(hw: str, trace: str, cache_dir: str) -> tuple[float, float]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", CHILD, hw, trace], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def events(report, wl) -> int:
+    spikes = sum(int(wl.spike_counts(la.name).sum()) for la in wl.layers if la.spiking)
+    packets = int(report.total("link", "packets"))
+    return spikes + packets
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trace", default=str(ROOT / "workloads" / "resnet_imagenet.npz"))
+    ap.add_argument("--hwconfig", default=str(ROOT / "hwconfigs" / "p2m.yaml"))
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+
+    from snnsim import load_hardware, load_workload, simulate
+    from snnsim.reference.components import simulate_reference
+
+    with tempfile.TemporaryDirectory() as cache:
+        cold_import, cold_sim = _child(args.hwconfig, args.trace, cache)
+        warm_import, warm_sim = _child(args.hwconfig, args.trace, cache)
+
+    hw = load_hardware(args.hwconfig)
+    wl = load_workload(args.trace)
+    simulate(hw, wl)  # compile in this process
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        rep = simulate(hw, wl)
+        times.append(time.perf_counter() - t)
+    fast = statistics.median(times)
+    n_ev = events(rep, wl)
+
+    # the small case for the reference: the first sample, with the same chip
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import TINY_P2M, make_tiny_workload
+
+    small_hw = load_hardware(TINY_P2M)
+    small = make_tiny_workload(samples=2, steps=4)
+    simulate(small_hw, small)
+    ft, rt = [], []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        r_fast = simulate(small_hw, small)
+        ft.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        simulate_reference(small_hw, small)
+        rt.append(time.perf_counter() - t)
+    small_ev = events(r_fast, small)
+    f_small, r_small = statistics.median(ft), statistics.median(rt)
+
+    print(f"trace: {args.trace} ({wl.samples} frames, {wl.time_steps} steps, {n_ev:,} events)")
+    print(f"cold process: import+load {cold_import:.2f} s, simulate {cold_sim:.2f} s (JIT compile included)")
+    print(f"warm process: import+load {warm_import:.2f} s, simulate {warm_sim:.2f} s (kernels from cache)")
+    print(f"in-process simulate, median of {args.repeats}: {fast * 1e3:.1f} ms = {n_ev / fast / 1e6:.2f} M events/s")
+    print(f"cold/warm simulate ratio: {cold_sim / warm_sim:.1f}x")
+    print(f"small case ({small_ev} events): engine {f_small * 1e3:.2f} ms, reference {r_small * 1e3:.1f} ms, "
+          f"reference/engine = {r_small / f_small:.0f}x; reference {small_ev / r_small:,.0f} events/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
