@@ -124,7 +124,8 @@ def _layer_colors(layers: Sequence[dict[str, Any]]) -> list[str]:
 def _runs_on_legend(ax, layers: Sequence[dict[str, Any]]) -> None:
     from matplotlib.patches import Patch
 
-    where = sorted({la.get("runs_on", "core") for la in layers})
+    found = {la.get("runs_on", "core") for la in layers}
+    where = [c for c in _COMPONENTS if c in found] + sorted(found - set(_COMPONENTS))
     ax.legend(handles=[Patch(color=_COLORS.get(w, "#999999"), label=f"runs on {w}") for w in where],
               fontsize=8, frameon=False)
 
