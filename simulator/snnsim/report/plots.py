@@ -99,7 +99,7 @@ def _plot_energy_breakdown(report: Report, path: Path) -> Path:
             continue
         ax.bar(range(len(comps)), vals, bottom=bottoms, color=cmap(i % 20), label=action,
                edgecolor="white", linewidth=0.5)
-        bottoms = [b + v for b, v in zip(bottoms, vals)]
+        bottoms = [b + v for b, v in zip(bottoms, vals, strict=True)]
     for x, top in enumerate(bottoms):
         ax.annotate(f"{top:.3g}", (x, top), ha="center", va="bottom", fontsize=8,
                     xytext=(0, 2), textcoords="offset points")
@@ -259,7 +259,7 @@ def compare_plot(reports: Sequence[Report], labels: Sequence[str], path: str | P
     b_log = _is_wide([v for row in bits for v in row])
 
     fig, (ax0, ax1) = _figure(max(10.0, 2.2 * len(reports) + 6.0), 4.8, ncols=2)
-    _grouped(ax0, groups, [(lb, [v / div for v in row]) for lb, row in zip(labels, pj)], colors)
+    _grouped(ax0, groups, [(lb, [v / div for v in row]) for lb, row in zip(labels, pj, strict=True)], colors)
     if e_log:
         ax0.set_yscale("log")
     ax0.set_xlabel("component")
@@ -268,7 +268,7 @@ def compare_plot(reports: Sequence[Report], labels: Sequence[str], path: str | P
     ax0.margins(y=0.15)
     ax0.legend(fontsize=8, frameon=False)
 
-    _grouped(ax1, bit_groups, [(lb, row) for lb, row in zip(labels, bits)], colors,
+    _grouped(ax1, bit_groups, [(lb, row) for lb, row in zip(labels, bits, strict=True)], colors,
              fmt=lambda v: f"{v:,.0f}")
     if b_log:
         ax1.set_yscale("log")

@@ -155,21 +155,75 @@ def write_json(report: Report, path: str | Path) -> Path:
 
 # -- CSV -----------------------------------------------------------------------------------------
 
-def to_csv(report: Report) -> str:
-    """The tidy records as CSV: one row per record, empty cells for None."""
+_SUFFIX_UNITS = (("_pj_per_frame", "pJ"), ("_ps_mean", "ps"), ("_ps_min", "ps"), ("_ps_max", "ps"),
+                 ("_pj", "pJ"), ("_ps", "ps"), ("_bits_per_frame", "bit"), ("_bits", "bit"),
+                 ("_fps", "fps"), ("_mbps", "Mbps"), ("_j_s", "J*s"), ("busy_ps", "ps"),
+                 ("stall_ps", "ps"), ("idle_ps", "ps"))
+
+
+def _summary_unit(key: str) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    for suffix, unit in _SUFFIX_UNITS:
+        if leaf.endswith(suffix):
+            return unit
+    return "pJ" if ".by_component_pj_per_frame." in key or ".by_action_pj_per_frame." in key else ""
+
+
+def _summary_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Numeric summary figures as tidy rows: component ``summary``, metric = dotted key.
+
+    Per-layer figures carry the layer name in the layer column (metric ``layers.<key>``) and
+    per-step rates the step in the step column; strings and shapes are left out.
+    """
+    rows: list[list[str]] = []
+
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    def walk(prefix: str, obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                walk(f"{prefix}.{k}" if prefix else str(k), obj[k])
+        elif number(obj):
+            rows.append(["", "-", "", "summary", prefix, _fmt_value(obj), _summary_unit(prefix)])
+
+    for key in sorted(summary, key=str):
+        if key == "layers":
+            continue
+        walk(key, summary[key])
+    for la in summary.get("layers", []):
+        for k in sorted(la, key=str):
+            v = la[k]
+            if k == "spike_rate_per_step":
+                rows += [["", la["name"], str(t), "summary", f"layers.{k}", _fmt_value(r), ""]
+                         for t, r in enumerate(v)]
+            elif number(v):
+                rows.append(["", la["name"], "", "summary", f"layers.{k}", _fmt_value(v),
+                             _summary_unit(f"layers.{k}")])
+    return rows
+
+
+def to_csv(report: Report, summary_rows: bool = False) -> str:
+    """The tidy records as CSV: one row per record, empty cells for None.
+
+    With ``summary_rows=True`` the numeric summary figures follow the records as extra rows of
+    component ``summary`` (metric = the dotted summary key), so ``grep ',summary,'`` finds them.
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in report.records:
         w.writerow([_fmt_value(r.sample), r.layer, _fmt_value(r.step), r.component, r.metric,
                     _fmt_value(r.value), r.unit])
+    if summary_rows:
+        w.writerows(_summary_rows(report.summary))
     return buf.getvalue()
 
 
-def write_csv(report: Report, path: str | Path) -> Path:
+def write_csv(report: Report, path: str | Path, summary_rows: bool = False) -> Path:
     p = Path(path)
     with open(p, "w", encoding="utf-8", newline="") as f:
-        f.write(to_csv(report))
+        f.write(to_csv(report, summary_rows=summary_rows))
     return p
 
 
@@ -183,7 +237,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
     widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(cols)]
 
     def line(cells: Sequence[str]) -> str:
-        parts = [str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right)]
+        parts = [str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
         return (indent + "  ".join(parts)).rstrip()
 
     return [line(header), indent + "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
@@ -312,6 +366,10 @@ def format_table(report: Report) -> str:
 
 # -- comparison ----------------------------------------------------------------------------------
 
+def _component_energy(component: str):
+    return lambda s: s["energy"]["by_component_pj_per_frame"].get(component)
+
+
 # (metric name, unit, getter on the summary)
 _COMPARE_METRICS: list[tuple[str, str, Any]] = [
     ("payload_bits_per_frame", "bit", lambda s: s["bandwidth"]["payload_bits_per_frame"]),
@@ -319,8 +377,7 @@ _COMPARE_METRICS: list[tuple[str, str, Any]] = [
     ("reduction_payload", "x", lambda s: s["bandwidth"]["reduction_payload"]),
     ("reduction_wire", "x", lambda s: s["bandwidth"]["reduction_wire"]),
     ("energy_pj_per_frame", "pJ", lambda s: s["energy"]["total_pj_per_frame"]),
-    *[(f"energy_{c}_pj_per_frame", "pJ",
-       (lambda c: lambda s: s["energy"]["by_component_pj_per_frame"].get(c))(c)) for c in _COMPONENTS],
+    *[(f"energy_{c}_pj_per_frame", "pJ", _component_energy(c)) for c in _COMPONENTS],
     ("latency_ps_mean", "ps", lambda s: s["delay"]["latency_ps_mean"]),
     ("frame_interval_ps", "ps", lambda s: s["delay"]["frame_interval_ps"]),
     ("throughput_fps", "fps", lambda s: s["delay"]["throughput_fps"]),
@@ -336,17 +393,25 @@ def _ratio_key(label: str, base: str) -> str:
     return f"{label}/{base}"
 
 
-def _check(reports: Sequence[Report], labels: Sequence[str]) -> None:
+def _labels(reports: Sequence[Report], labels: Sequence[str]) -> list[str]:
+    """Validated labels; repeated ones (two hwconfigs both named 'unnamed') get '#2', '#3'..."""
     if len(reports) != len(labels):
         raise ValueError(f"{len(reports)} reports but {len(labels)} labels")
     if not reports:
         raise ValueError("nothing to compare: no reports")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"labels must be distinct, got {list(labels)}")
-    reserved = {"metric", "unit"} | {_ratio_key(lb, labels[0]) for lb in labels[1:]}
-    clash = reserved & set(labels)
+    out: list[str] = []
+    taken = {"metric", "unit"}
+    for lb in labels:
+        name, n = str(lb), 1
+        while name in taken:
+            n += 1
+            name = f"{lb}#{n}"
+        taken.add(name)
+        out.append(name)
+    clash = taken & {_ratio_key(lb, out[0]) for lb in out[1:]}
     if clash:
-        raise ValueError(f"label(s) {sorted(clash)} clash with column names")
+        raise ValueError(f"label(s) {sorted(clash)} clash with the ratio column names")
+    return out
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -363,8 +428,9 @@ def compare_rows(reports: Sequence[Report], labels: Sequence[str]) -> list[dict[
 
     One dict per metric: ``metric``, ``unit``, one key per label (the value), and for every
     report after the first a ratio key ``"<label>/<first label>"`` (None when undefined).
+    A label given twice is made unique with a ``#2`` suffix (and so on).
     """
-    _check(reports, labels)
+    labels = _labels(reports, labels)
     rows = []
     for name, unit, get in _COMPARE_METRICS:
         vals = []
@@ -375,8 +441,8 @@ def compare_rows(reports: Sequence[Report], labels: Sequence[str]) -> list[dict[
                 v = None
             vals.append(None if v is None else float(v))
         row: dict[str, Any] = {"metric": name, "unit": unit}
-        row.update(zip(labels, vals))
-        for lb, v in zip(labels[1:], vals[1:]):
+        row.update(zip(labels, vals, strict=True))
+        for lb, v in zip(labels[1:], vals[1:], strict=True):
             row[_ratio_key(lb, labels[0])] = _ratio(v, vals[0])
         rows.append(row)
     return rows
@@ -398,6 +464,7 @@ def _fmt_metric(v: float | None, unit: str) -> str:
 
 def format_compare(reports: Sequence[Report], labels: Sequence[str]) -> str:
     """Side-by-side table of the headline metrics, with ratios to the first report."""
+    labels = _labels(reports, labels)
     rows = compare_rows(reports, labels)
     ratio_keys = [_ratio_key(lb, labels[0]) for lb in labels[1:]]
     header = ["metric", *labels, *ratio_keys]
@@ -407,7 +474,7 @@ def format_compare(reports: Sequence[Report], labels: Sequence[str]) -> str:
     out += _kv([(lb, f"hardware {r.meta.get('hardware', {}).get('name', '?')} "
                      f"({r.meta.get('sensor', {}).get('kind', '?')} sensor), "
                      f"workload {r.meta.get('workload', {}).get('model', '?')}")
-                for lb, r in zip(labels, reports)])
+                for lb, r in zip(labels, reports, strict=True)])
     out.append("")
     out += _table(header, body)
     return "\n".join(out) + "\n"
@@ -415,6 +482,7 @@ def format_compare(reports: Sequence[Report], labels: Sequence[str]) -> str:
 
 def compare_csv(reports: Sequence[Report], labels: Sequence[str]) -> str:
     """The comparison rows as CSV (columns: metric, unit, labels..., ratios...)."""
+    labels = _labels(reports, labels)
     rows = compare_rows(reports, labels)
     header = ["metric", "unit", *labels, *(_ratio_key(lb, labels[0]) for lb in labels[1:])]
     buf = io.StringIO()
@@ -427,6 +495,7 @@ def compare_csv(reports: Sequence[Report], labels: Sequence[str]) -> str:
 
 def compare_json(reports: Sequence[Report], labels: Sequence[str]) -> str:
     """The comparison as JSON: labels, which hardware/workload each is, and the rows."""
+    labels = _labels(reports, labels)
     rows = compare_rows(reports, labels)
     top = {
         "schema": COMPARE_SCHEMA_NAME,
@@ -438,7 +507,7 @@ def compare_json(reports: Sequence[Report], labels: Sequence[str]) -> str:
                      "sensor": r.meta.get("sensor", {}).get("kind"),
                      "workload": r.meta.get("workload", {}).get("model"),
                      "workload_source": r.meta.get("workload", {}).get("source")}
-                    for lb, r in zip(labels, reports)],
+                    for lb, r in zip(labels, reports, strict=True)],
         "rows": rows,
     }
     return _dumps(top)

@@ -22,6 +22,8 @@ SPATIAL = {"conv2d": 2, "conv3d": 3, "avgpool": 2, "maxpool": 2}
 class Neuron:
     """Integrate-and-fire neuron: v[t] = (1 - leak) v[t-1] + I[t]; spike when v >= threshold.
 
+    Membranes start at 0 before the first step of every sample.
+
     ``reset`` is ``subtract`` (v -= threshold) or ``zero`` (v = 0). ``leak`` = 0 is IF.
     ``per_channel`` says the thresholds are in the trace's ``thresholds/<layer>`` array.
     """
@@ -107,6 +109,9 @@ def infer_out_shape(layer: Layer, in_shapes: list[tuple[int, ...]]) -> tuple[int
                                     expected=str(list(first)), found=str(list(s)))
         return first
     if layer.op == "flatten":
+        if len(in_shapes) != 1:
+            raise WorkloadError("flatten takes exactly one input", key=f"layers.{name}.inputs",
+                                expected="1 input", found=f"{len(in_shapes)} inputs")
         return (math.prod(first),)
     if len(in_shapes) != 1:
         raise WorkloadError(f"{layer.op} takes exactly one input", key=f"layers.{name}.inputs",
@@ -149,6 +154,12 @@ def _ints(value: Any, key: str, n: int | None = None) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise WorkloadError("expected a list of integers", key=key, expected="[int, ...]", found=repr(value))
     return tuple(value)
+
+
+def _int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WorkloadError("expected a positive integer", key=key, expected="an integer >= 1", found=repr(value))
+    return value
 
 
 def layer_from_dict(d: Any, index: int) -> Layer:
@@ -195,6 +206,9 @@ def layer_from_dict(d: Any, index: int) -> Layer:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise WorkloadError(f"{what} must be a number", key=f"{key}.neuron.{what}",
                                     expected="a finite number", found=repr(v))
+        if thr <= 0:
+            raise WorkloadError("threshold must be positive", key=f"{key}.neuron.threshold",
+                                expected="a number > 0", found=repr(thr))
         if not 0.0 <= leak < 1.0:
             raise WorkloadError("leak out of range", key=f"{key}.neuron.leak", expected="0 <= leak < 1",
                                 found=repr(leak))
@@ -207,8 +221,8 @@ def layer_from_dict(d: Any, index: int) -> Layer:
         kernel=_ints(d.get("kernel", 1), f"{key}.kernel", nd) if nd else (),
         stride=_ints(d.get("stride", d.get("kernel", 1)), f"{key}.stride", nd) if nd else (),
         padding=_ints(d.get("padding", 0), f"{key}.padding", nd) if nd else (),
-        groups=int(d.get("groups", 1)),
-        weight_bits=int(d.get("weight_bits", 1)),
+        groups=_int(d.get("groups", 1), f"{key}.groups"),
+        weight_bits=_int(d.get("weight_bits", 1), f"{key}.weight_bits"),
         neuron=neuron,
         extra=dict(d.get("extra", {}) or {}),
     )

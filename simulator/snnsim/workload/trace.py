@@ -103,10 +103,36 @@ def pack_spikes(spikes: np.ndarray) -> np.ndarray:
     return np.packbits(flat, axis=-1)
 
 
+def _check_arrays(wl: Workload) -> None:
+    """The arrays a writer is about to store must match the graph (the reader checks them again)."""
+    for layer in wl.layers:
+        if layer.spiking:
+            want = (wl.samples, wl.time_steps, math.ceil(layer.out_size / 8))
+            a = wl.packed_spikes.get(layer.name)
+            if a is None or tuple(a.shape) != want:
+                raise WorkloadError("spikes of a spiking layer missing or misshaped", key=f"spikes/{layer.name}",
+                                    expected=f"uint8 {list(want)} (use pack_spikes)",
+                                    found="nothing" if a is None else f"{a.dtype.name} {list(a.shape)}")
+        if layer.neuron is not None and layer.neuron.per_channel and layer.name not in wl.thresholds:
+            raise WorkloadError("per-channel thresholds missing", key=f"thresholds/{layer.name}",
+                                expected=f"float32 [{layer.out_shape[0]}]", found="nothing")
+    names = {la.name: la for la in wl.layers}
+    for name, w in wl.weights.items():
+        if name not in names or names[name].weight_shape is None or tuple(w.shape) != names[name].weight_shape:
+            raise WorkloadError("weights do not fit their layer", key=f"weights/{name}",
+                                expected=str(list(names[name].weight_shape)) if name in names else "a layer name",
+                                found=f"{list(w.shape)}")
+    for name, th in wl.thresholds.items():
+        if name not in names or names[name].neuron is None or tuple(th.shape) != (names[name].out_shape[0],):
+            raise WorkloadError("thresholds do not fit their layer", key=f"thresholds/{name}",
+                                expected="one per output channel of a layer with a neuron", found=f"{list(th.shape)}")
+
+
 def save_workload(wl: Workload, path: str | Path, compressed: bool = False) -> Path:
     """Write a trace atomically (temporary file, then rename). Stored uncompressed by default,
     because uncompressed arrays load ~6x faster and bitmaps compress only ~2.7x at 5% firing."""
     check_graph(wl.layers, wl.input_shape)
+    _check_arrays(wl)
     arrays: dict[str, np.ndarray] = {
         "manifest": np.frombuffer(json.dumps(wl.manifest(), indent=1).encode("utf-8"), dtype=np.uint8),
         "input": np.ascontiguousarray(wl.input, dtype=np.float32),
@@ -124,6 +150,9 @@ def save_workload(wl: Workload, path: str | Path, compressed: bool = False) -> P
     try:
         with os.fdopen(fd, "wb") as fh:
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -278,6 +307,9 @@ def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
                                     expected="a layer with a neuron", found=lname,
                                     suggestion=did_you_mean(lname, by_name))
             thresholds[lname] = _expect(arrays, name, (by_name[lname].out_shape[0],), np.float32, source)
+            if not np.all(np.isfinite(thresholds[lname])) or np.any(thresholds[lname] <= 0):
+                raise WorkloadError("thresholds must be finite and positive", file=source, key=name,
+                                    expected="values > 0", found=f"min {thresholds[lname].min():g}")
         elif name not in ("manifest", "input") and not name.startswith("spikes/"):
             raise WorkloadError("unexpected array", file=source, key=name,
                                 expected="manifest, input, spikes/*, weights/*, thresholds/*", found=name)
