@@ -177,12 +177,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = simulate(hw, wl, progress=_Progress(args.progress))
     if outdir is not None:
         _safe_write(outdir / "report.json", writers.to_json(report), True)
-        _safe_write(outdir / "report.csv", writers.to_csv(report), True)
+        _safe_write(outdir / "report.csv", writers.to_csv(report, summary_rows=True), True)
         if not args.no_plots:
             from .report.plots import write_plots
 
             write_plots(report, outdir)
-    _emit({"table": writers.format_table, "json": writers.to_json, "csv": writers.to_csv}[fmt](report))
+    if fmt == "csv":
+        _emit(writers.to_csv(report, summary_rows=True))
+    else:
+        _emit({"table": writers.format_table, "json": writers.to_json}[fmt](report))
     return 0
 
 

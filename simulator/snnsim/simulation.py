@@ -158,7 +158,6 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
         "engine": {"makespan_ps": makespan_ps, "stages": pr.names,
                    "fifo_capacity": {"sensor->link": caps[0], "link->core": caps[1]}},
         "energy_sources": _energy_sources(hw, sp.kind),
-        "elapsed_s": round(time.perf_counter() - t0, 4),
     }
     tick("done")
     return Report.build(meta, records)

@@ -106,8 +106,9 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
         neurons = by_layer[("activity", name, "neurons")]
         spikes = by_layer[("activity", name, "spikes")]
         e_core = sum(v for (c, ln, m), v in by_layer.items() if c == "core" and ln == name and m.startswith("energy."))
+        # a layer's energy is what computes it: the core, or the sensor for an in-pixel layer
         e_sensor = sum(v for (c, ln, m), v in by_layer.items()
-                       if c in ("sensor", "link") and ln == name and m.startswith("energy."))
+                       if c == "sensor" and ln == name and m.startswith("energy."))
         layers_out.append({
             "name": name, "op": la["op"], "runs_on": la["runs_on"], "out_shape": la["out_shape"],
             "spike_rate": spikes / neurons if neurons else None,
@@ -120,16 +121,19 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
             "synaptic_ops_per_frame": by_layer[("core", name, "synaptic_ops")] / samples,
             "macs_per_frame": by_layer[("core", name, "macs")] / samples,
         })
-    total_spikes = sum(x["spikes_per_frame"] for x in layers_out)
-    total_neurons = sum(by_layer[("activity", la["name"], "neurons")] for la in meta["workload"]["layers"]) / samples
+    # flatten only renames its input's neurons: counting it would count those spikes twice
+    counted = [la["name"] for la in meta["workload"]["layers"] if la["op"] != "flatten"]
+    total_spikes = sum(x["spikes_per_frame"] for x in layers_out if x["name"] in counted)
+    # neurons x steps per frame (the activity records hold one 'neurons' row per step)
+    total_neuron_steps = sum(by_layer[("activity", n, "neurons")] for n in counted) / samples
     return {
         "frames": samples,
         "time_steps": steps,
         "bandwidth": {
-            "payload_bits_per_frame": payload,
+            "payload_bits_per_frame": payload,  # floats throughout: means over frames
             "wire_bits_per_frame": wire,
-            "conventional_payload_bits_per_frame": conv_payload,
-            "conventional_wire_bits_per_frame": conv_wire,
+            "conventional_payload_bits_per_frame": float(conv_payload),
+            "conventional_wire_bits_per_frame": float(conv_wire),
             "reduction_payload": conv_payload / payload if payload else None,
             "reduction_wire": conv_wire / wire if wire else None,
             "payload_mbps": payload * fps / 1e6,
@@ -154,13 +158,14 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
         "edp_j_s": energy_frame * 1e-12 * lat_mean * 1e-12,
         "activity": {
             "spikes_per_frame": total_spikes,
-            "spike_rate": (total_spikes / (total_neurons * steps)) if total_neurons else None,
+            "spike_rate": (total_spikes / total_neuron_steps) if total_neuron_steps else None,
         },
         "operations": {
             "synaptic_ops_per_frame": tot[("core", "synaptic_ops")] / samples,
             "macs_per_frame": tot[("core", "macs")] / samples,
             "core_cycles_per_frame": tot[("core", "cycles")] / samples,
             "sensor_adc_conversions_per_frame": tot[("sensor", "adc_conversions")] / samples,
+            "in_pixel_macs_per_frame": tot[("sensor", "in_pixel_macs")] / samples,
         },
         "layers": layers_out,
     }
