@@ -149,10 +149,8 @@ def _apply_override(tree: dict[str, Any], key: str, value: Any, file: str) -> No
     for i, part in enumerate(parts):
         here = ".".join(parts[: i + 1])
         if section.open_keys:
-            if i != len(parts) - 1:
-                raise ConfigError("too many key parts", file=file, key=key, expected=f"{'.'.join(parts[:i])}.NAME=value",
-                                  found=key)
-            node[part] = value
+            # entry names may contain dots (e.g. technology.overrides.link.bit)
+            node[".".join(parts[i:])] = value
             return
         if part not in section.fields:
             valid = [p for p, _ in iter_fields(HWCONFIG)]
