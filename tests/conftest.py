@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from snnsim.workload.graph import Layer, Neuron
 from snnsim.workload.trace import Workload, pack_spikes, save_workload
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from snnsim.engine.pipeline import StageSpec, run_pipeline
 
 

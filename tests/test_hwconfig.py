@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from snnsim.errors import ConfigError
 from snnsim.hwconfig import load_hardware
 from snnsim.schema import HWCONFIG, iter_fields, json_schema

@@ -8,7 +8,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from snnsim.errors import WorkloadError
 from snnsim.workload.trace import load_workload, save_workload
 

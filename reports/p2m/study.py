@@ -110,7 +110,7 @@ def _plots(rows, out: Path) -> None:
     comps = ("sensor", "link", "core")
     width = 0.38
     for i, r in enumerate(rows):
-        for j, (key, label) in enumerate((("_base", "baseline"), ("_p2m", "P2M"))):
+        for j, (key, _label) in enumerate((("_base", "baseline"), ("_p2m", "P2M"))):
             e = r[key].summary["energy"]["by_component_pj_per_frame"]
             bottom = 0.0
             for k, comp in enumerate(comps):

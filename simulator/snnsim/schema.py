@@ -107,7 +107,7 @@ CORE = Section(
         "vector_width": _pos_int(32, "PEs: output channels updated together by one vector operation", maximum=4096),
         "membrane_bits": _pos_int(16, "bits of each stored membrane potential", maximum=32),
         "weight_bits": _pos_int(1, "bits per weight in the weight SRAM (1 = binary weights)", maximum=16),
-        "spike_write_bits": _pos_int(1, "bits per output neuron written to the spike buffer per step", maximum=8),
+        "spike_bits": _pos_int(1, "bits per neuron of a stored spike map (read by the next layer, written by the fire pass)", maximum=8),
         "pipeline_depth": Field("int", 3, "cycles to fill the PE pipeline at the start of a layer pass", minimum=0, maximum=64),
     },
 )

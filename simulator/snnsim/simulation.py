@@ -18,9 +18,10 @@ from .engine.pipeline import StageSpec, run_pipeline
 from .hw.core import COUNTERS as CORE_COUNTERS
 from .hw.core import core_plan
 from .hw.link import link_plan, raw_frame_wire_bits
-from .hw.sensor import ps, sensor_energy_pj, sensor_plan
+from .hw.sensor import sensor_energy_pj, sensor_plan
 from .hwconfig import Hardware
 from .report.report import Record, Report
+from .units import us_to_ps
 from .workload.trace import Workload
 
 Progress = Callable[[str, float], None]
@@ -57,7 +58,7 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
     tick("engine")
     s_n, t_n = wl.samples, wl.time_steps
     n_pk = sp.rows * sp.packets_per_row
-    frame_ps = ps(hw["sensor"]["frame_period_us"] * 1000.0)
+    frame_ps = us_to_ps(hw["sensor"]["frame_period_us"])
     release = np.zeros((s_n, sp.rows), np.int64)
     release[:, 0] = np.arange(s_n, dtype=np.int64) * frame_ps
     stages = [
@@ -85,7 +86,7 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
     for s in range(s_n):
         for action, n in sp.actions.items():
             add(Record(s, sensor_layer, None, "sensor", action, float(n), "count"))
-        for action, (entry, _n, pj) in s_energy.items():
+        for action, (_entry, _n, pj) in s_energy.items():
             add(Record(s, sensor_layer, None, "sensor", f"energy.{action}", pj, "pJ"))
         add(Record(s, sensor_layer, None, "sensor", "readout_ps", float(sensor_done[s] - frame_start[s]), "ps"))
     # link, per step of the spike rows it carries
@@ -128,8 +129,8 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
     }
     for s in range(s_n):
         bits = float(8 * lp.wire_bytes[s].sum())
-        add(Record(s, sensor_layer, None, "link", "energy.bit", bits * hw.energy.pj("link.bit"), "pJ"))
-        add(Record(s, sensor_layer, None, "link", "energy.burst",
+        add(Record(s, "-", None, "link", "energy.bit", bits * hw.energy.pj("link.bit"), "pJ"))
+        add(Record(s, "-", None, "link", "energy.burst",
                    float(lp.bursts[s].sum()) * hw.energy.pj("link.burst"), "pJ"))
         for c in ("sensor", "link", "core"):
             add(Record(s, "-", None, c, "energy.static", static_pj[c] / s_n, "pJ"))

@@ -6,8 +6,9 @@ Micro-architecture (first version; the vectorwise accelerator grows from it):
   one cycle. Every recorded input spike fans out through its kernel: for each output position
   its window reaches (``taps``), ceil(C_group / V) vector operations, each reading C weights and
   reading and writing C membranes (C <= V lanes in use). Lanes without work are clock-gated.
-* Pooling and residual adds update one membrane per spike and tap (one vector op each).
-  Flatten only relabels addresses: no work.
+* Pooling and residual adds update one membrane per spike and tap (one vector op each); a
+  maxpool without a neuron is an OR of spikes (no membranes). Flatten only relabels addresses:
+  no reads, no work.
 * After a layer's spikes of a step are in, a fire pass visits every output position:
   ceil(C / V) vector ops, each comparing V membranes with their thresholds, resetting, and
   writing the output spike bits. ``pipeline_depth`` cycles fill the datapath per layer pass.
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import MappingError
+from ..units import period_ps as period_ps_exact
 from ..workload.graph import Layer
 from ..workload.trace import Workload
 from .sensor import SensorPlan, quad_side
@@ -74,10 +76,11 @@ def edge_fanout(layer: Layer) -> tuple[np.ndarray, int]:
         return np.ones(layer.in_shape[0], np.int64), layer.out_shape[0]
     if layer.op in ("avgpool", "maxpool"):
         return window_taps(sp_in, layer.kernel, layer.stride, layer.padding, sp_out), 1
+    plane = plane_geometry(layer.in_shape)[0]
     if layer.op == "add":
-        return np.ones(max(1, math.prod(sp_in)), np.int64), 1
+        return np.ones(plane, np.int64), 1
     if layer.op == "flatten":
-        return np.zeros(max(1, math.prod(sp_in)), np.int64), 0
+        return np.zeros(plane, np.int64), 0
     raise MappingError("the core cannot run this op", key=f"layers.{layer.name}.op",
                        expected="conv2d, conv3d, linear, avgpool, maxpool, add, flatten", found=layer.op)
 
@@ -100,7 +103,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     cfg = hw["core"]
     v = cfg["vector_width"]
     mem_bits = cfg["membrane_bits"]
-    period_ps = int(round(1e6 / cfg["clock_mhz"]))
+    period_ps = round(period_ps_exact(cfg["clock_mhz"]))
     if period_ps < 1:
         raise MappingError("core clock too fast for picosecond time", file=hw.source, key="core.clock_mhz",
                            expected="<= 1,000,000 MHz", found=str(cfg["clock_mhz"]))
@@ -111,12 +114,21 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     cnt = {k: np.zeros((s_n, len(layers), t_n), np.int64) for k in COUNTERS}
     n_packets = sensor.rows * sensor.packets_per_row
     pkt_ops = np.zeros((s_n, n_packets), np.int64)  # work done inside packet transactions
-    fed_ops = np.zeros((s_n, t_n), np.int64)  # the same work, per step of layer 0 of the core
+    fed_ops = np.zeros((s_n, len(layers), t_n), np.int64)  # the same work, per layer and step
+    spike_bits = cfg["spike_bits"]
 
     for li, layer in enumerate(layers):
         key = f"layers.{layer.name}"
         if "input" in layer.inputs:
-            _encoding_layer(hw, wl, layer, li, sensor, cnt, pkt_ops, fed_ops, v, mem_bits)
+            if sensor.kind != "conventional":
+                raise MappingError("with a P2M sensor only the in-pixel layer may read the analog input",
+                                   file=wl.source, key=f"{key}.inputs",
+                                   expected="spiking inputs (the core never sees the raw frame)",
+                                   found=f"{layer.inputs}",
+                                   suggestion="use a conventional sensor: --set sensor.kind=conventional")
+            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits)
+        elif layer.op == "flatten":
+            pass  # a relabelling of its input's neurons: no reads, no work
         else:
             if layer.op in ("conv2d", "conv3d", "linear") and layer.weight_bits > cfg["weight_bits"]:
                 raise MappingError("the core stores weights of fewer bits than this layer needs", file=wl.source,
@@ -138,19 +150,19 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                 cnt["synaptic_ops"][:, li, :] += updates
                 cnt["input_spikes"][:, li, :] += spk.sum(axis=2)
                 cnt["weight_read_bits"][:, li, :] += updates * w_bits
-                if layer.op != "flatten":
+                if layer.neuron is not None or layer.op != "maxpool":  # an OR of spikes has no membranes
                     cnt["membrane_read_bits"][:, li, :] += updates * mem_bits
                     cnt["membrane_write_bits"][:, li, :] += updates * mem_bits
                 if src == sensor.layer and li == 0:
                     # fed by the link, row by row; packets go row-major with the steps inside
                     pkt_ops += ops.transpose(0, 2, 1).reshape(s_n, n_packets)
-                    fed_ops += ops.sum(axis=2)
+                    fed_ops[:, li, :] += ops.sum(axis=2)
                     steps = sensor.packet_step
                     for t in range(t_n):
                         cnt["input_buffer_read_bits"][:, li, t] += link_payload_bits[:, steps == t].sum(axis=1)
                 else:
-                    cnt["spike_read_bits"][:, li, :] += src_layer.out_size
-        _fire_pass(layer, li, cnt, v, mem_bits, cfg)
+                    cnt["spike_read_bits"][:, li, :] += src_layer.out_size * spike_bits
+        _fire_pass(layer, li, cnt, v, mem_bits, spike_bits)
         if layer.spiking:
             cnt["output_spikes"][:, li, :] = wl.spike_counts(layer.name)
 
@@ -160,9 +172,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     rest_layer, rest_cycles = [], []
     for li in range(len(layers)):
         for t in range(t_n):
-            c = cnt["vector_ops"][:, li, t] + cnt["fire_ops"][:, li, t] + cfg["pipeline_depth"]
-            if li == 0:
-                c = c - fed_ops[:, t]
+            c = cnt["vector_ops"][:, li, t] - fed_ops[:, li, t] + cnt["fire_ops"][:, li, t] + cfg["pipeline_depth"]
             rest_layer.append(li)
             rest_cycles.append(c)
             cnt["cycles"][:, li, t] = c
@@ -179,11 +189,11 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                              "period_ps": period_ps})
 
 
-def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int, cfg: dict) -> None:
+def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int, spike_bits: int) -> None:
     """Threshold, fire and reset over every output neuron, once per step."""
     if layer.neuron is None:
         if layer.op == "maxpool":  # structural OR of spikes: write the output map
-            cnt["spike_write_bits"][:, li, :] += layer.out_size * cfg["spike_write_bits"]
+            cnt["spike_write_bits"][:, li, :] += layer.out_size * spike_bits
         if layer.op not in ("maxpool", "flatten"):
             # the classifier output: its membranes are read out after the last step
             cnt["membrane_read_bits"][:, li, -1] += layer.out_size * mem_bits
@@ -195,34 +205,48 @@ def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int, cfg: dic
     cnt["compares"][:, li, :] += layer.out_size
     cnt["membrane_read_bits"][:, li, :] += layer.out_size * mem_bits
     cnt["membrane_write_bits"][:, li, :] += layer.out_size * mem_bits
-    cnt["spike_write_bits"][:, li, :] += layer.out_size * cfg["spike_write_bits"]
+    cnt["spike_write_bits"][:, li, :] += layer.out_size * spike_bits
 
 
-def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, sensor: SensorPlan, cnt: dict,
-                    pkt_ops: np.ndarray, fed_ops: np.ndarray, v: int, mem_bits: int) -> None:
-    """A direct-encoded first layer on the core: multi-bit MACs, gated by the arrival of lines."""
+def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray,
+                    fed_ops: np.ndarray, v: int, mem_bits: int) -> None:
+    """A direct-encoded first layer on the core: multi-bit MACs over the in-bounds part of each
+    window (padding is not multiplied), an output row computed as soon as the photodiode line
+    holding its last input row has arrived."""
     if layer.op != "conv2d":
         raise MappingError("the core runs a direct-encoded first layer only as conv2d", file=wl.source,
                            key=f"layers.{layer.name}.op", expected="conv2d", found=layer.op)
     c_in, h, w = layer.in_shape
     c_o, h_o, w_o = layer.out_shape
-    kh, kw = layer.kernel
-    sh, _ = layer.stride
-    ph, _ = layer.padding
-    per_row_ops = w_o * kh * kw * c_in * math.ceil(c_o / v)
-    per_row_macs = w_o * kh * kw * c_in * c_o
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+    _c_in_g, c_o_g = c_in // layer.groups, c_o // layer.groups
+    rows_valid = axis_taps_out(h, kh, sh, ph, h_o)  # in-bounds kernel rows per output row
+    cols_valid = int(axis_taps_out(w, kw, sw, pw, w_o).sum())  # in-bounds kernel columns over a row
     q = quad_side(hw["sensor"]["photodiodes_per_pixel"], hw.source)
     in_bits = hw["link"]["raw_bits"]
+    chunks = math.ceil(c_o_g / v)
     for y in range(h_o):
-        last_rgb_row = min(h - 1, y * sh - ph + kh - 1)
-        packet = (last_rgb_row + 1) * q - 1
-        pkt_ops[:, packet] += per_row_ops
-    fed_ops[:, 0] += per_row_ops * h_o
-    cnt["macs"][:, li, 0] += per_row_macs * h_o
-    cnt["vector_ops"][:, li, 0] += per_row_ops * h_o
-    cnt["weight_read_bits"][:, li, 0] += per_row_macs * h_o * layer.weight_bits
-    cnt["input_buffer_read_bits"][:, li, 0] += h_o * w_o * kh * kw * c_in * in_bits
+        taps = int(rows_valid[y]) * cols_valid  # (window element, output position) pairs in bounds
+        if taps == 0:
+            continue
+        last_row = min(h - 1, y * sh - ph + kh - 1)
+        packet = (last_row + 1) * q - 1
+        ops = taps * c_in * chunks
+        macs = taps * c_in * c_o_g
+        pkt_ops[:, packet] += ops
+        fed_ops[:, li, 0] += ops
+        cnt["vector_ops"][:, li, 0] += ops
+        cnt["macs"][:, li, 0] += macs
+        cnt["weight_read_bits"][:, li, 0] += macs * layer.weight_bits
+        cnt["input_buffer_read_bits"][:, li, 0] += taps * c_in * in_bits
     # the currents are stored once and added to the membranes at every step
     cnt["membrane_write_bits"][:, li, 0] += layer.out_size * mem_bits
     cnt["synaptic_ops"][:, li, :] += layer.out_size
     cnt["membrane_read_bits"][:, li, :] += layer.out_size * mem_bits
+
+
+def axis_taps_out(in_len: int, k: int, s: int, p: int, out_len: int) -> np.ndarray:
+    """For each output index along one axis, how many kernel positions fall inside the input."""
+    o = np.arange(out_len)[:, None]
+    i = o * s - p + np.arange(k)[None, :]
+    return ((i >= 0) & (i < in_len)).sum(axis=1).astype(np.int64)

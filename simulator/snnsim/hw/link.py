@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 from ..errors import MappingError
+from ..units import ceil_ps, exact
 from .sensor import SensorPlan, ps
 from .spikes import row_work
 
@@ -54,21 +56,28 @@ class LinkPlan:
     ui_ps: float
 
 
-def burst_overhead_ps(cfg: dict) -> float:
-    """Fixed cost of one HS burst on a data lane, in ps (LP->HS entry, sync, trail, exit)."""
-    ui = 1000.0 / cfg["gbps_per_lane"]
-    over = (cfg["t_lpx_ns"] * 1000 + cfg["t_hs_prepare_zero_ns"] * 1000 + 10 * ui + 8 * ui
-            + max(8 * ui, cfg["t_hs_trail_ns"] * 1000 + 4 * ui) + cfg["t_hs_exit_ns"] * 1000)
+def _ui_ps(cfg: dict) -> Fraction:
+    return Fraction(1000) / exact(cfg["gbps_per_lane"])
+
+
+def burst_overhead_ps(cfg: dict) -> Fraction:
+    """Fixed cost of one HS burst on a data lane, in exact ps (LP->HS entry, sync, trail, exit)."""
+    ui = _ui_ps(cfg)
+    over = (exact(cfg["t_lpx_ns"]) * 1000 + exact(cfg["t_hs_prepare_zero_ns"]) * 1000 + 10 * ui + 8 * ui
+            + max(8 * ui, exact(cfg["t_hs_trail_ns"]) * 1000 + 4 * ui) + exact(cfg["t_hs_exit_ns"]) * 1000)
     if not cfg["continuous_clock"]:
-        over += cfg["t_clk_overhead_ns"] * 1000
+        over += exact(cfg["t_clk_overhead_ns"]) * 1000
     return over
 
 
 def burst_ps(nbytes: np.ndarray | int, cfg: dict) -> np.ndarray:
-    """Duration of bursts carrying ``nbytes`` each, in integer ps (rounded up)."""
-    ui = 1000.0 / cfg["gbps_per_lane"]
-    per_lane = np.ceil(np.asarray(nbytes, dtype=np.float64) / cfg["lanes"])
-    return np.ceil(burst_overhead_ps(cfg) + per_lane * 8 * ui).astype(np.int64)
+    """Duration of bursts carrying ``nbytes`` each, in integer ps (the exact time rounded up)."""
+    ui = _ui_ps(cfg)
+    over = burst_overhead_ps(cfg)
+    arr = np.asarray(nbytes, dtype=np.int64)
+    uniq, inv = np.unique(arr, return_inverse=True)
+    times = np.array([ceil_ps(over + (-(-int(b) // cfg["lanes"])) * 8 * ui) for b in uniq], np.int64)
+    return times[inv].reshape(arr.shape)
 
 
 def step_tag_bytes(steps: int, cfg: dict) -> int:
@@ -129,7 +138,7 @@ def link_plan(hw, wl, sensor: SensorPlan) -> LinkPlan:
     wire[:, -1] += SHORT_PACKET_BYTES
     return LinkPlan(encoding=encoding, payload_bits=bits, wc_bytes=wc, wire_bytes=wire, service_ps=service,
                     burst_ps=hs, bursts=bursts, step=sensor.packet_step.copy(), bits_per_event=bpe,
-                    conventional_bits_per_frame=conv_bits, ui_ps=1000.0 / cfg["gbps_per_lane"])
+                    conventional_bits_per_frame=conv_bits, ui_ps=float(_ui_ps(cfg)))
 
 
 def raw_frame_wire_bits(hw, wl) -> int:

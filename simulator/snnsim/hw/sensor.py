@@ -24,17 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, MappingError
+from ..units import ceil_ps, ns_to_ps, period_ps
 from ..workload.graph import Layer
 from ..workload.trace import Workload
 
-
-def ps(ns: float) -> int:
-    """Nanoseconds to integer picoseconds (rounded to nearest)."""
-    return int(round(ns * 1000.0))
-
-
-def counter_period_ps(clock_mhz: float) -> float:
-    return 1e6 / clock_mhz
+ps = ns_to_ps
 
 
 def quad_side(photodiodes_per_pixel: int, source: str) -> int:
@@ -84,14 +78,13 @@ def conventional_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
     _, h, w = _check_image(hw_source, cfg, wl)
     q = quad_side(cfg["photodiodes_per_pixel"], hw_source)
     rows, cols = h * q, w * q
-    t_count = counter_period_ps(cfg["adc_counter_clock_mhz"])
-    conv_ps = cfg["cds_ramps"] * (2 ** cfg["adc_bits"]) * t_count
-    row_ps = ps(cfg["row_overhead_ns"]) + int(math.ceil(conv_ps))
+    conv_ps = cfg["cds_ramps"] * (2 ** cfg["adc_bits"]) * period_ps(cfg["adc_counter_clock_mhz"])
+    row_ps = ps(cfg["row_overhead_ns"]) + ceil_ps(conv_ps)
     return SensorPlan(
         kind="conventional", rows=rows, row_time_ps=row_ps, packets_per_row=1,
         packet_step=np.zeros(rows, np.int64), packet_row=np.arange(rows, dtype=np.int64),
         actions={"pixel_reads": rows * cols, "adc_conversions": rows * cols, "row_reads": rows},
-        details={"photodiode_rows": rows, "photodiode_cols": cols, "conversion_ps": conv_ps,
+        details={"photodiode_rows": rows, "photodiode_cols": cols, "conversion_ps": float(conv_ps),
                  "row_time_ps": row_ps, "adc_bits": cfg["adc_bits"]},
     )
 
@@ -139,10 +132,9 @@ def p2m_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
     q = quad_side(cfg["photodiodes_per_pixel"], hw_source)
     c_o, h_o, w_o = layer.out_shape
     k, c_in = p["kernel"], layer.in_shape[0]
-    t_count = counter_period_ps(cfg["adc_counter_clock_mhz"])
-    conv_ps = p["ramps_per_conversion"] * (2 ** p["adc_bits"]) * t_count
+    conv_ps = p["ramps_per_conversion"] * (2 ** p["adc_bits"]) * period_ps(cfg["adc_counter_clock_mhz"])
     slots = math.ceil(c_o / p["adcs_per_output_column"])
-    row_ps = ps(p["row_overhead_ns"]) + int(math.ceil(slots * conv_ps))
+    row_ps = ps(p["row_overhead_ns"]) + ceil_ps(slots * conv_ps)
     steps = wl.time_steps
     pd_per_window = k * k * q * q
     return SensorPlan(
@@ -157,10 +149,12 @@ def p2m_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
             "row_activations": h_o * c_o * k * q,
             "adc_conversions": h_o * w_o * c_o,
             "neuron_updates": h_o * w_o * c_o * steps,
+            # analog multiply-accumulates on the column lines (window elements x channels)
+            "in_pixel_macs": h_o * w_o * c_o * k * k * c_in,
             "row_reads": h_o,
         },
         details={"output_rows": h_o, "output_cols": w_o, "channels": c_o, "kernel": k,
-                 "input_channels": c_in, "conversion_ps": conv_ps, "conversion_slots": slots,
+                 "input_channels": c_in, "conversion_ps": float(conv_ps), "conversion_slots": slots,
                  "row_time_ps": row_ps, "adc_bits": p["adc_bits"]},
         layer=layer.name,
     )
@@ -175,9 +169,9 @@ def sensor_plan(hw, wl: Workload) -> SensorPlan:
 
 
 def sensor_energy_pj(plan: SensorPlan, table) -> dict[str, tuple[str, int, float]]:
-    """Energy of one frame per action: action -> (table entry, count, pJ)."""
+    """Energy of one frame per action (``pixel``, ``adc``): action -> (table entry, count, pJ)."""
     if plan.kind == "p2m":
-        uses = {"pixel_frames": "p2m.pixel_read", "adc_conversions": "p2m.adc_conversion"}
+        uses = {"pixel": ("pixel_frames", "p2m.pixel_read"), "adc": ("adc_conversions", "p2m.adc_conversion")}
     else:
-        uses = {"pixel_reads": "sensor.pixel_read", "adc_conversions": "sensor.adc_conversion"}
-    return {a: (entry, plan.actions[a], plan.actions[a] * table.pj(entry)) for a, entry in uses.items()}
+        uses = {"pixel": ("pixel_reads", "sensor.pixel_read"), "adc": ("adc_conversions", "sensor.adc_conversion")}
+    return {a: (entry, plan.actions[c], plan.actions[c] * table.pj(entry)) for a, (c, entry) in uses.items()}

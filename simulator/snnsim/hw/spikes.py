@@ -53,6 +53,6 @@ def window_taps(in_spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tu
                 padding: tuple[int, ...], out_spatial: tuple[int, ...]) -> np.ndarray:
     """Fan-out (output positions reached) of a spike at each input position, flattened row-major."""
     taps = np.ones(1, np.int64)
-    for n, k, s, p, o in zip(in_spatial, kernel, stride, padding, out_spatial):
+    for n, k, s, p, o in zip(in_spatial, kernel, stride, padding, out_spatial, strict=False):
         taps = np.multiply.outer(taps, axis_taps(n, k, s, p, o)).reshape(-1)
     return taps

@@ -123,7 +123,7 @@ def reference_sensor(hw, wl: Workload) -> SensorReference:
             kind="conventional", rows=rows, row_time_ps=row_ps, packets_per_row=1,
             packets=[(0, r) for r in range(rows)], actions=actions,
             details={"photodiode_rows": rows, "photodiode_cols": cols,
-                     "conversion_ps": ticks * (1e6 / clock), "row_time_ps": row_ps,
+                     "conversion_ps": float(_ticks_to_ps(ticks, clock)), "row_time_ps": row_ps,
                      "adc_bits": cfg["adc_bits"]},
             conversion_exact_ps=exact,
         )
@@ -148,7 +148,7 @@ def reference_sensor(hw, wl: Workload) -> SensorReference:
     exact = _ticks_to_ps(row_ticks, clock)
     row_ps = ps(p["row_overhead_ns"]) + math.ceil(exact)
     actions = {"pixel_frames": 0, "pixel_reads": 0, "row_activations": 0, "adc_conversions": 0,
-               "neuron_updates": 0, "row_reads": 0}
+               "neuron_updates": 0, "in_pixel_macs": 0, "row_reads": 0}
     for _y in range(h * q):
         for _x in range(w * q):
             actions["pixel_frames"] += 1
@@ -163,6 +163,10 @@ def reference_sensor(hw, wl: Workload) -> SensorReference:
                 actions["adc_conversions"] += 1
                 for _t in range(steps):
                     actions["neuron_updates"] += 1
+                for _dy in range(k):
+                    for _dx in range(k):
+                        for _ci in range(layer.in_shape[0]):
+                            actions["in_pixel_macs"] += 1
                 for wy in range(k * q):
                     for wx in range(k * q):
                         assert oy * stride * q + wy < h * q and ox * stride * q + wx < w * q
@@ -171,7 +175,7 @@ def reference_sensor(hw, wl: Workload) -> SensorReference:
         kind="p2m", rows=h_o, row_time_ps=row_ps, packets_per_row=steps,
         packets=[(t, r) for r in range(h_o) for t in range(steps)], actions=actions,
         details={"output_rows": h_o, "output_cols": w_o, "channels": c_o, "kernel": k,
-                 "input_channels": layer.in_shape[0], "conversion_ps": conversion_ticks * (1e6 / clock),
+                 "input_channels": layer.in_shape[0], "conversion_ps": float(_ticks_to_ps(conversion_ticks, clock)),
                  "conversion_slots": slots, "row_time_ps": row_ps, "adc_bits": p["adc_bits"]},
         layer=layer.name, conversion_exact_ps=exact,
     )
@@ -306,7 +310,7 @@ def reference_link(hw, wl: Workload, sensor: SensorReference) -> LinkReference:
                            cfg["raw_bits"])
         for _s in range(wl.samples):
             frames.append(_frame(lines, cfg))
-        return LinkReference("raw", frames, 0, conv_payload, conv_wire, 1000.0 / cfg["gbps_per_lane"])
+        return LinkReference("raw", frames, 0, conv_payload, conv_wire, float(Fraction(1000) / _exact(cfg["gbps_per_lane"])))
 
     encoding = cfg["encoding"]
     spikes = wl.spikes(sensor.layer)  # (S, T, C_o, H_o, W_o)
@@ -334,7 +338,7 @@ def reference_link(hw, wl: Workload, sensor: SensorReference) -> LinkReference:
                 data_id = (((step // _USER_TYPES) & 0x3) << 6) | (_USER_DATA_TYPE + step % _USER_TYPES)
             lines.append((step, row, data_id, payload, len(bits)))
         frames.append(_frame(lines, cfg))
-    return LinkReference(encoding, frames, bpe, conv_payload, conv_wire, 1000.0 / cfg["gbps_per_lane"])
+    return LinkReference(encoding, frames, bpe, conv_payload, conv_wire, float(Fraction(1000) / _exact(cfg["gbps_per_lane"])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,8 +426,11 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
             if sensor.kind != "conventional":
                 raise ValueError("an encoding layer on the core needs the raw frame of a conventional sensor")
             _reference_encoding(hw, wl, layer, li, q, packet_index, packet_ops, add)
+        elif layer.op == "flatten":
+            pass  # flatten renames its input's neurons: nothing is read or computed
         else:
             weighted = layer.op in ("conv2d", "conv3d", "linear")
+            or_of_spikes = layer.op == "maxpool" and layer.neuron is None
             w_bits = layer.weight_bits if weighted else 0
             for src in layer.inputs:
                 src_layer = wl.layer(src)
@@ -441,8 +448,9 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
                                 for _co in channels:
                                     add("synaptic_ops", s, li, t, 1)
                                     add("weight_read_bits", s, li, t, w_bits)
-                                    add("membrane_read_bits", s, li, t, mem_bits)
-                                    add("membrane_write_bits", s, li, t, mem_bits)
+                                    if not or_of_spikes:
+                                        add("membrane_read_bits", s, li, t, mem_bits)
+                                        add("membrane_write_bits", s, li, t, mem_bits)
                             add("vector_ops", s, li, t, ops)
                             if fed:
                                 packet_ops[s][packet_index[(t, _spatial_row(pos, sp_src))]] += ops
@@ -454,8 +462,8 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
                                     add("input_buffer_read_bits", s, li, t, pkt.payload_bits)
                         else:  # the whole spike map of the source is read once per step
                             for _n in range(src_layer.out_size):
-                                add("spike_read_bits", s, li, t, 1)
-        _reference_fire(layer, li, s_n, t_n, v, mem_bits, cfg["spike_write_bits"], add)
+                                add("spike_read_bits", s, li, t, cfg["spike_bits"])
+        _reference_fire(layer, li, s_n, t_n, v, mem_bits, cfg["spike_bits"], add)
         if layer.spiking:
             out = wl.spikes(layer.name)
             for s in range(s_n):
@@ -570,7 +578,7 @@ def simulate_reference(hw, wl: Workload) -> Report:
     core = reference_core(hw, wl, sen, lnk)
     s_n, t_n = wl.samples, wl.time_steps
     n_pk = len(sen.packets)
-    frame_ps = ps(hw["sensor"]["frame_period_us"] * 1000.0)
+    frame_ps = round(_exact(hw["sensor"]["frame_period_us"]) * 10**6)
 
     sensor_release, sensor_produce = [], []
     for s in range(s_n):
@@ -599,15 +607,15 @@ def simulate_reference(hw, wl: Workload) -> Report:
     add = records.append
     sensor_layer = sen.layer or "-"
     if sen.kind == "p2m":
-        energy_uses = {"pixel_frames": "p2m.pixel_read", "adc_conversions": "p2m.adc_conversion"}
+        energy_uses = {"pixel": ("pixel_frames", "p2m.pixel_read"), "adc": ("adc_conversions", "p2m.adc_conversion")}
     else:
-        energy_uses = {"pixel_reads": "sensor.pixel_read", "adc_conversions": "sensor.adc_conversion"}
+        energy_uses = {"pixel": ("pixel_reads", "sensor.pixel_read"), "adc": ("adc_conversions", "sensor.adc_conversion")}
     for s in range(s_n):
         for action, n in sen.actions.items():
             add(Record(s, sensor_layer, None, "sensor", action, float(n), "count"))
-        for action, entry in energy_uses.items():
+        for action, (count, entry) in energy_uses.items():
             add(Record(s, sensor_layer, None, "sensor", f"energy.{action}",
-                       sen.actions[action] * table.pj(entry), "pJ"))
+                       sen.actions[count] * table.pj(entry), "pJ"))
         add(Record(s, sensor_layer, None, "sensor", "readout_ps", float(sensor_done[s] - frame_start[s]), "ps"))
     for s in range(s_n):
         for t in range(t_n if sen.kind == "p2m" else 1):
@@ -650,8 +658,8 @@ def simulate_reference(hw, wl: Workload) -> Report:
     static = {x: table.mw(f"{x}.static_power") * makespan * 1e-3 for x in ("sensor", "link", "core")}
     for s in range(s_n):
         bits = float(8 * sum(p.wire_bytes for p in lnk.packets[s]))
-        add(Record(s, sensor_layer, None, "link", "energy.bit", bits * table.pj("link.bit"), "pJ"))
-        add(Record(s, sensor_layer, None, "link", "energy.burst",
+        add(Record(s, "-", None, "link", "energy.bit", bits * table.pj("link.bit"), "pJ"))
+        add(Record(s, "-", None, "link", "energy.burst",
                    float(sum(p.bursts for p in lnk.packets[s])) * table.pj("link.burst"), "pJ"))
         for x in ("sensor", "link", "core"):
             add(Record(s, "-", None, x, "energy.static", static[x] / s_n, "pJ"))
