@@ -75,7 +75,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from tests.conftest import TINY_P2M, make_tiny_workload
 
-    small_hw = load_hardware(TINY_P2M)
+    # timings on a 500 ps grid: the reference ticks at the gcd of all times
+    small_hw = load_hardware(TINY_P2M, ["link.gbps_per_lane=2.0", "sensor.adc_counter_clock_mhz=1000"])
     small = make_tiny_workload(samples=2, steps=4)
     simulate(small_hw, small)
     ft, rt = [], []
