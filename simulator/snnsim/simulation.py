@@ -76,7 +76,6 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
     n_tx = cp.tx_cycles.shape[1]
     frame_start = pr.start_ps[0].reshape(s_n, sp.rows)[:, 0]
     frame_done = pr.done_ps[2].reshape(s_n, n_tx)[:, -1] if n_tx else pr.done_ps[1].reshape(s_n, n_pk)[:, -1]
-    latency = frame_done - frame_start
     link_done = pr.done_ps[1].reshape(s_n, n_pk)[:, -1]
     sensor_done = pr.done_ps[0].reshape(s_n, sp.rows)[:, -1]
 
@@ -123,50 +122,65 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
                 add(Record(s, layer.name, t, "activity", "spikes", float(counts[s, t]), "count"))
                 add(Record(s, layer.name, t, "activity", "neurons", float(layer.out_size), "count"))
 
-    # energy per frame and totals
     makespan_ps = int(pr.makespan_ps)
-    mw_ps_to_pj = 1e-3  # 1 mW for 1 ps = 1e-15 J
-    static_pj = {
-        c: hw.energy.mw(f"{c}.static_power") * makespan_ps * mw_ps_to_pj for c in ("sensor", "link", "core")
-    }
-    for s in range(s_n):
-        bits = float(8 * lp.wire_bytes[s].sum())
-        add(Record(s, "-", None, "link", "energy.bit", bits * hw.energy.pj("link.bit"), "pJ"))
-        add(Record(s, "-", None, "link", "energy.burst",
-                   float(lp.bursts[s].sum()) * hw.energy.pj("link.burst"), "pJ"))
-        for c in ("sensor", "link", "core"):
-            add(Record(s, "-", None, c, "energy.static", static_pj[c] / s_n, "pJ"))
-        add(Record(s, "-", None, "system", "latency_ps", float(latency[s]), "ps"))
-        add(Record(s, "-", None, "system", "frame_start_ps", float(frame_start[s]), "ps"))
-        add(Record(s, "-", None, "system", "frame_done_ps", float(frame_done[s]), "ps"))
-        add(Record(s, "-", None, "system", "link_done_ps", float(link_done[s]), "ps"))
-    for i, name in enumerate(pr.names):
-        for metric, arr in (("busy_ps", pr.busy_ps), ("stall_ps", pr.stall_ps), ("idle_ps", pr.idle_ps)):
-            add(Record(None, "-", None, name, metric, float(arr[i]), "ps"))
-
-    meta = {
-        "snnsim_version": __version__,
-        "hardware": {"name": hw.name, "source": hw.source, "config": hw.config},
-        "workload": {"source": wl.source, "model": wl.model, "dataset": wl.dataset, "samples": s_n,
-                     "time_steps": t_n, "encoding": wl.encoding,
-                     "layers": [{"name": la.name, "op": la.op, "out_shape": list(la.out_shape),
-                                 "spiking": la.spiking, "runs_on": "sensor" if la.name == sp.layer else "core"}
-                                for la in wl.layers]},
-        "energy_table": hw.energy.as_dict(),
-        "sensor": {"kind": sp.kind, **sp.details},
-        "link": {"encoding": lp.encoding, "bits_per_event": lp.bits_per_event, "ui_ps": lp.ui_ps,
-                 "conventional_payload_bits_per_frame": lp.conventional_bits_per_frame,
-                 "conventional_wire_bits_per_frame": raw_frame_wire_bits(hw, wl)},
-        "core": cp.details,
-        "engine": {"makespan_ps": makespan_ps, "stages": pr.names,
-                   "fifo_capacity": {"sensor->link": caps[0], "link->core": caps[1]}},
-        "energy_sources": _energy_sources(hw, sp.kind),
-    }
+    records += system_records(hw, [int(x) for x in 8 * lp.wire_bytes.sum(axis=1)],
+                              [int(x) for x in lp.bursts.sum(axis=1)], [int(x) for x in frame_start],
+                              [int(x) for x in frame_done], [int(x) for x in link_done], pr)
+    meta = run_meta(hw, wl, sp.kind, sp.layer, sp.details,
+                    {"encoding": lp.encoding, "bits_per_event": lp.bits_per_event, "ui_ps": lp.ui_ps,
+                     "conventional_payload_bits_per_frame": lp.conventional_bits_per_frame,
+                     "conventional_wire_bits_per_frame": raw_frame_wire_bits(hw, wl)},
+                    cp.details, makespan_ps, pr.names, caps)
     tick("done")
     return Report.build(meta, records)
 
 
-def _energy_sources(hw: Hardware, kind: str) -> dict[str, dict]:
+def system_records(hw: Hardware, wire_bits: list[int], bursts: list[int], frame_start: list[int],
+                   frame_done: list[int], link_done: list[int], pr) -> list[Record]:
+    """Per-frame link energy, static energy and timing records, and per-stage utilisation."""
+    s_n = len(wire_bits)
+    makespan_ps = int(pr.makespan_ps)
+    mw_ps_to_pj = 1e-3  # 1 mW for 1 ps = 1e-15 J
+    static_pj = {c: hw.energy.mw(f"{c}.static_power") * makespan_ps * mw_ps_to_pj for c in ("sensor", "link", "core")}
+    out = []
+    for s in range(s_n):
+        out.append(Record(s, "-", None, "link", "energy.bit", float(wire_bits[s]) * hw.energy.pj("link.bit"), "pJ"))
+        out.append(Record(s, "-", None, "link", "energy.burst", float(bursts[s]) * hw.energy.pj("link.burst"), "pJ"))
+        for c in ("sensor", "link", "core"):
+            out.append(Record(s, "-", None, c, "energy.static", static_pj[c] / s_n, "pJ"))
+        out.append(Record(s, "-", None, "system", "latency_ps", float(frame_done[s] - frame_start[s]), "ps"))
+        out.append(Record(s, "-", None, "system", "frame_start_ps", float(frame_start[s]), "ps"))
+        out.append(Record(s, "-", None, "system", "frame_done_ps", float(frame_done[s]), "ps"))
+        out.append(Record(s, "-", None, "system", "link_done_ps", float(link_done[s]), "ps"))
+    for i, name in enumerate(pr.names):
+        for metric, arr in (("busy_ps", pr.busy_ps), ("stall_ps", pr.stall_ps), ("idle_ps", pr.idle_ps)):
+            out.append(Record(None, "-", None, name, metric, float(arr[i]), "ps"))
+    return out
+
+
+def run_meta(hw: Hardware, wl: Workload, sensor_kind: str, sensor_layer: str | None, sensor_details: dict,
+             link_details: dict, core_details: dict, makespan_ps: int, stages: list[str], caps: list[int]) -> dict:
+    """The report's metadata: configuration, workload, energy table and the derived parameters."""
+    return {
+        "snnsim_version": __version__,
+        "hardware": {"name": hw.name, "source": hw.source, "config": hw.config},
+        "workload": {"source": wl.source, "model": wl.model, "dataset": wl.dataset, "samples": wl.samples,
+                     "time_steps": wl.time_steps, "encoding": wl.encoding,
+                     "layers": [{"name": la.name, "op": la.op, "out_shape": list(la.out_shape),
+                                 "spiking": la.spiking, "runs_on": "sensor" if la.name == sensor_layer else "core"}
+                                for la in wl.layers]},
+        "energy_table": hw.energy.as_dict(),
+        "sensor": {"kind": sensor_kind, **sensor_details},
+        "link": link_details,
+        "core": core_details,
+        "engine": {"makespan_ps": makespan_ps, "stages": stages,
+                   "fifo_capacity": {"sensor->link": caps[0], "link->core": caps[1]}},
+        "energy_sources": energy_sources(hw, sensor_kind),
+    }
+
+
+def energy_sources(hw: Hardware, kind: str) -> dict[str, dict]:
+    """The energy-table entries a run of this sensor kind uses, with value, unit and source."""
     used = ["link.bit", "link.burst", "core.ac", "core.mac", "core.compare", "core.sram_read_bit",
             "core.sram_write_bit", "sensor.static_power", "link.static_power", "core.static_power"]
     used += ["p2m.pixel_read", "p2m.adc_conversion"] if kind == "p2m" else ["sensor.pixel_read", "sensor.adc_conversion"]

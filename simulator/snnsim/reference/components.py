@@ -15,10 +15,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import __version__
 from ..engine.pipeline import StageSpec
 from ..hw.sensor import ps
 from ..report.report import Record, Report
+from ..simulation import run_meta, system_records
 from ..workload.trace import Workload
 from .pipeline import run_pipeline_reference
 
@@ -560,17 +560,6 @@ def _reference_fire(layer, li: int, s_n: int, t_n: int, v: int, mem_bits: int, s
 # the whole simulation
 # ---------------------------------------------------------------------------------------------
 
-def _energy_sources(hw, kind: str) -> dict[str, dict]:
-    used = ["link.bit", "link.burst", "core.ac", "core.mac", "core.compare", "core.sram_read_bit",
-            "core.sram_write_bit", "sensor.static_power", "link.static_power", "core.static_power"]
-    used += ["p2m.pixel_read", "p2m.adc_conversion"] if kind == "p2m" else ["sensor.pixel_read", "sensor.adc_conversion"]
-    out = {}
-    for name in used:
-        e = hw.energy.entry(name)
-        out[name] = {"value": e.value, "unit": e.unit, "per": e.per, "source": e.source}
-    return out
-
-
 def simulate_reference(hw, wl: Workload) -> Report:
     """The records and summary of :func:`snnsim.simulation.simulate`, from the reference models."""
     sen = reference_sensor(hw, wl)
@@ -655,38 +644,12 @@ def simulate_reference(hw, wl: Workload) -> Report:
                 add(Record(s, layer.name, t, "activity", "neurons", float(layer.out_size), "count"))
 
     makespan = int(pr.makespan_ps)
-    static = {x: table.mw(f"{x}.static_power") * makespan * 1e-3 for x in ("sensor", "link", "core")}
-    for s in range(s_n):
-        bits = float(8 * sum(p.wire_bytes for p in lnk.packets[s]))
-        add(Record(s, "-", None, "link", "energy.bit", bits * table.pj("link.bit"), "pJ"))
-        add(Record(s, "-", None, "link", "energy.burst",
-                   float(sum(p.bursts for p in lnk.packets[s])) * table.pj("link.burst"), "pJ"))
-        for x in ("sensor", "link", "core"):
-            add(Record(s, "-", None, x, "energy.static", static[x] / s_n, "pJ"))
-        add(Record(s, "-", None, "system", "latency_ps", float(frame_done[s] - frame_start[s]), "ps"))
-        add(Record(s, "-", None, "system", "frame_start_ps", float(frame_start[s]), "ps"))
-        add(Record(s, "-", None, "system", "frame_done_ps", float(frame_done[s]), "ps"))
-        add(Record(s, "-", None, "system", "link_done_ps", float(link_done[s]), "ps"))
-    for i, name in enumerate(pr.names):
-        for metric, arr in (("busy_ps", pr.busy_ps), ("stall_ps", pr.stall_ps), ("idle_ps", pr.idle_ps)):
-            add(Record(None, "-", None, name, metric, float(arr[i]), "ps"))
-
-    meta = {
-        "snnsim_version": __version__,
-        "hardware": {"name": hw.name, "source": hw.source, "config": hw.config},
-        "workload": {"source": wl.source, "model": wl.model, "dataset": wl.dataset, "samples": s_n,
-                     "time_steps": t_n, "encoding": wl.encoding,
-                     "layers": [{"name": la.name, "op": la.op, "out_shape": list(la.out_shape),
-                                 "spiking": la.spiking, "runs_on": "sensor" if la.name == sen.layer else "core"}
-                                for la in wl.layers]},
-        "energy_table": table.as_dict(),
-        "sensor": {"kind": sen.kind, **sen.details},
-        "link": {"encoding": lnk.encoding, "bits_per_event": lnk.bits_per_event, "ui_ps": lnk.ui_ps,
-                 "conventional_payload_bits_per_frame": lnk.conventional_payload_bits,
-                 "conventional_wire_bits_per_frame": lnk.conventional_wire_bits},
-        "core": core.details,
-        "engine": {"makespan_ps": makespan, "stages": pr.names,
-                   "fifo_capacity": {"sensor->link": caps[0], "link->core": caps[1]}},
-        "energy_sources": _energy_sources(hw, sen.kind),
-    }
+    records += system_records(hw, [8 * sum(p.wire_bytes for p in lnk.packets[s]) for s in range(s_n)],
+                              [sum(p.bursts for p in lnk.packets[s]) for s in range(s_n)],
+                              frame_start, frame_done, link_done, pr)
+    meta = run_meta(hw, wl, sen.kind, sen.layer, sen.details,
+                    {"encoding": lnk.encoding, "bits_per_event": lnk.bits_per_event, "ui_ps": lnk.ui_ps,
+                     "conventional_payload_bits_per_frame": lnk.conventional_payload_bits,
+                     "conventional_wire_bits_per_frame": lnk.conventional_wire_bits},
+                    core.details, makespan, pr.names, caps)
     return Report.build(meta, records)
