@@ -8,6 +8,10 @@ Arrays (NIRData's time-gridded layout: samples x steps x neurons):
 - ``spikes/<layer>``      uint8 (samples, T, ceil(N / 8)): output spikes of each spiking layer,
                           neurons flattened channels-first and bit-packed MSB first
 - ``weights/<layer>``     float32, optional: (C_out, C_in / groups, *kernel) or (out, in)
+- ``binary_weights/<layer>`` uint8 (ceil(N_w / 8),) and ``weight_scales/<layer>`` float32 (C_out,):
+                          the compact form of binary weights (+-scale per output channel), bit set
+                          = positive, packed MSB first over the flattened weight tensor; the writer
+                          chooses it by itself for 1-bit layers whose weights are +-scale
 - ``thresholds/<layer>``  float32 (C_out,), required when the neuron is ``per_channel``
 
 One writer (:func:`save_workload`) serves every producer; it writes a temporary file and renames
@@ -48,6 +52,8 @@ class Workload:
     encoding: str = "direct"
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     thresholds: dict[str, np.ndarray] = field(default_factory=dict)
+    # binary weights as loaded from a file: name -> (packed sign bits, per-channel scale)
+    packed_weights: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
 
@@ -65,6 +71,23 @@ class Workload:
                 return layer
         raise WorkloadError("no such layer", file=self.source, key=name, expected="a layer of the trace",
                             found=name, suggestion=did_you_mean(name, [x.name for x in self.layers]))
+
+    def has_weights(self, name: str) -> bool:
+        return name in self.weights or name in self.packed_weights
+
+    def weight(self, name: str) -> np.ndarray:
+        """The float32 weights of a layer (unpacked from binary form when stored so)."""
+        if name in self.weights:
+            return self.weights[name]
+        if name in self.packed_weights:
+            bits, scale = self.packed_weights[name]
+            shape = self.layer(name).weight_shape
+            n = int(np.prod(shape))
+            signs = np.unpackbits(bits, count=n).astype(np.float32) * 2.0 - 1.0
+            w = signs.reshape(shape) * scale.reshape((-1,) + (1,) * (len(shape) - 1))
+            return w.astype(np.float32)
+        raise WorkloadError("the trace holds no weights for this layer", file=self.source, key=f"weights/{name}",
+                            expected="weights/<layer> or binary_weights/<layer>", found="neither")
 
     def spikes(self, name: str) -> np.ndarray:
         """Unpacked spikes of a layer: bool (samples, T, *out_shape)."""
@@ -91,7 +114,7 @@ class Workload:
             "input": {"shape": list(self.input_shape), "dtype": "float32", "range": [0.0, 1.0],
                       "layout": "channels_first"},
             "layers": [layer.as_dict() for layer in self.layers],
-            "has_weights": sorted(self.weights),
+            "has_weights": sorted(set(self.weights) | set(self.packed_weights)),
             "provenance": self.provenance,
         }
 
@@ -128,6 +151,16 @@ def _check_arrays(wl: Workload) -> None:
                                 expected="one per output channel of a layer with a neuron", found=f"{list(th.shape)}")
 
 
+def binary_form(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(packed signs, per-channel scale) if every weight of a channel is +-the same scale > 0."""
+    w = np.asarray(w, dtype=np.float32)
+    flat = np.abs(w.reshape(w.shape[0], -1))
+    scale = flat[:, 0].copy()
+    if np.any(scale <= 0) or not np.array_equal(flat, np.broadcast_to(scale[:, None], flat.shape)):
+        return None
+    return np.packbits((w > 0).reshape(-1)), scale.astype(np.float32)
+
+
 def save_workload(wl: Workload, path: str | Path, compressed: bool = False) -> Path:
     """Write a trace atomically (temporary file, then rename). Stored uncompressed by default,
     because uncompressed arrays load ~6x faster and bitmaps compress only ~2.7x at 5% firing."""
@@ -140,8 +173,15 @@ def save_workload(wl: Workload, path: str | Path, compressed: bool = False) -> P
     for layer in wl.layers:
         if layer.spiking:
             arrays[f"spikes/{layer.name}"] = np.ascontiguousarray(wl.packed_spikes[layer.name], dtype=np.uint8)
+    for name, (bits, scale) in wl.packed_weights.items():
+        arrays[f"binary_weights/{name}"] = np.ascontiguousarray(bits, dtype=np.uint8)
+        arrays[f"weight_scales/{name}"] = np.ascontiguousarray(scale, dtype=np.float32)
     for name, w in wl.weights.items():
-        arrays[f"weights/{name}"] = np.ascontiguousarray(w, dtype=np.float32)
+        packed = binary_form(w) if wl.layer(name).weight_bits == 1 else None
+        if packed is not None:
+            arrays[f"binary_weights/{name}"], arrays[f"weight_scales/{name}"] = packed
+        else:
+            arrays[f"weights/{name}"] = np.ascontiguousarray(w, dtype=np.float32)
     for name, th in wl.thresholds.items():
         arrays[f"thresholds/{name}"] = np.ascontiguousarray(th, dtype=np.float32)
     path = Path(path)
@@ -290,7 +330,7 @@ def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
                                     key=f"spikes/{layer.name}", expected=f"the last {pad} bits of each row zero",
                                     found="ones in the padding")
             packed[layer.name] = a
-    weights, thresholds = {}, {}
+    weights, thresholds, packed_weights = {}, {}, {}
     by_name = {layer.name: layer for layer in layers}
     for name in arrays.files:
         if name.startswith("weights/"):
@@ -300,6 +340,23 @@ def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
                                     expected="a conv2d, conv3d or linear layer",
                                     found=lname, suggestion=did_you_mean(lname, by_name))
             weights[lname] = _expect(arrays, name, by_name[lname].weight_shape, np.float32, source)
+        elif name.startswith("binary_weights/"):
+            lname = name.split("/", 1)[1]
+            if lname not in by_name or by_name[lname].weight_shape is None:
+                raise WorkloadError("binary weights for a layer that has none", file=source, key=name,
+                                    expected="a conv2d, conv3d or linear layer", found=lname,
+                                    suggestion=did_you_mean(lname, by_name))
+            shape = by_name[lname].weight_shape
+            bits = _expect(arrays, name, (math.ceil(math.prod(shape) / 8),), np.uint8, source)
+            scales = _expect(arrays, f"weight_scales/{lname}", (shape[0],), np.float32, source)
+            if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+                raise WorkloadError("weight scales must be finite and positive", file=source,
+                                    key=f"weight_scales/{lname}", expected="values > 0", found=f"min {scales.min():g}")
+            packed_weights[lname] = (bits, scales)
+        elif name.startswith("weight_scales/"):
+            if f"binary_weights/{name.split('/', 1)[1]}" not in arrays.files:
+                raise WorkloadError("weight scales without binary weights", file=source, key=name,
+                                    expected=f"binary_weights/{name.split('/', 1)[1]} beside it", found="none")
         elif name.startswith("thresholds/"):
             lname = name.split("/", 1)[1]
             if lname not in by_name or by_name[lname].neuron is None:
@@ -312,7 +369,8 @@ def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
                                     expected="values > 0", found=f"min {thresholds[lname].min():g}")
         elif name not in ("manifest", "input") and not name.startswith("spikes/"):
             raise WorkloadError("unexpected array", file=source, key=name,
-                                expected="manifest, input, spikes/*, weights/*, thresholds/*", found=name)
+                                expected="manifest, input, spikes/*, weights/*, binary_weights/*, "
+                                "weight_scales/*, thresholds/*", found=name)
         elif name.startswith("spikes/") and name.split("/", 1)[1] not in packed:
             raise WorkloadError("spikes for a layer that is not spiking or not in the manifest", file=source,
                                 key=name, expected="one array per spiking layer", found=name)
@@ -322,5 +380,5 @@ def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
                                 expected=f"float32 [{layer.out_shape[0]}]", found="no such array")
     return Workload(layers=layers, input=x, packed_spikes=packed, time_steps=steps,
                     model=str(man.get("model", "unnamed")), dataset=str(man.get("dataset", "unknown")),
-                    encoding=encoding, weights=weights, thresholds=thresholds,
+                    encoding=encoding, weights=weights, thresholds=thresholds, packed_weights=packed_weights,
                     provenance=dict(man.get("provenance", {}) or {}), source=source)
