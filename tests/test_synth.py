@@ -168,7 +168,7 @@ def test_save_load_round_trip(small, tmp_path):
     for name in small.packed_spikes:
         np.testing.assert_array_equal(back.packed_spikes[name], small.packed_spikes[name])
     for name in small.weights:
-        np.testing.assert_array_equal(back.weights[name], small.weights[name])
+        np.testing.assert_array_equal(back.weight(name), small.weights[name])
     for name in small.thresholds:
         np.testing.assert_array_equal(back.thresholds[name], small.thresholds[name])
     assert back.provenance["achieved_rates"] == small.provenance["achieved_rates"]
