@@ -109,7 +109,27 @@ CORE = Section(
         "weight_bits": _pos_int(1, "bits per weight in the weight SRAM (1 = binary weights)", maximum=16),
         "spike_bits": _pos_int(1, "bits per neuron of a stored spike map (read by the next layer, written by the fire pass)", maximum=8),
         "pipeline_depth": Field("int", 3, "cycles to fill the PE pipeline at the start of a layer pass", minimum=0, maximum=64),
+        "input_bits": _pos_int(8, "bits of each analog input value as the encoding layer reads it (pixels quantised to unsigned integers)", maximum=16),
+        "encoding_mode": Field("str", "bit_serial", "encoding-layer MACs: bit_serial (shift-add, input_bits cycles per vector op) or multiplier (one cycle)",
+                               choices=("bit_serial", "multiplier")),
+        "loop_order": Field("str", "time_inner", "time_inner: layers outer, time steps inside each layer; time_outer: every layer once per step",
+                            choices=("time_inner", "time_outer")),
+        "fusion": Field("str", "none", "none, or two_layer: pairs of layers pipelined through a line buffer, the first's spikes never stored",
+                        choices=("none", "two_layer")),
+        "weight_sram_kib": _pos_float(64.0, "weight buffer capacity"),
+        "membrane_sram_kib": _pos_float(128.0, "membrane buffer capacity"),
+        "spike_sram_kib": _pos_float(64.0, "global spike-map buffer capacity (layer inputs and outputs)"),
+        "line_buffer_kib": _pos_float(16.0, "line buffer between two fused layers"),
     },
+)
+
+DRAM = Section(
+    "Off-chip memory for what the on-chip buffers cannot hold.",
+    {
+        "bandwidth_gbytes_per_s": _pos_float(12.8, "sustained DRAM bandwidth (LPDDR4-3200 x16: 6.4 GB/s per channel; 2 channels)"),
+        "double_buffered": Field("bool", True, "transfers overlap compute (a pass takes the longer of the two) instead of adding to it"),
+    },
+    required=False,
 )
 
 MAPPING = Section(
@@ -138,6 +158,7 @@ HWCONFIG = Section(
         "sensor": SENSOR,
         "link": LINK,
         "core": CORE,
+        "dram": DRAM,
         "mapping": MAPPING,
         "technology": TECHNOLOGY,
     },
