@@ -107,7 +107,7 @@ def _plots(rows, out: Path) -> None:
     ax[0].set_xticks(c, [str(x) for x in c])
     ax[0].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax[0].legend(fontsize=8)
-    comps = ("sensor", "link", "core")
+    comps = ("sensor", "link", "core", "dram")
     width = 0.38
     for i, r in enumerate(rows):
         for j, (key, _label) in enumerate((("_base", "baseline"), ("_p2m", "P2M"))):

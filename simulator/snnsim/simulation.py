@@ -28,18 +28,40 @@ from .workload.trace import Workload
 Progress = Callable[[str, float], None]
 
 
-def _core_energy(hw: Hardware, c: dict[str, np.ndarray]) -> dict[str, tuple[str, np.ndarray]]:
-    """Core energy per action: action -> (table entry, pJ per (sample, layer, step))."""
+def core_energy(hw: Hardware, c: dict[str, np.ndarray]) -> dict[str, tuple[str, str, np.ndarray]]:
+    """Energy per action of the core and its DRAM: action -> (component, table entry, pJ per
+    (sample, layer, step)), from the action counts."""
     t = hw.energy
     reads = c["weight_read_bits"] + c["membrane_read_bits"] + c["spike_read_bits"] + c["input_buffer_read_bits"]
-    writes = c["membrane_write_bits"] + c["spike_write_bits"]
+    writes = c["membrane_write_bits"] + c["spike_write_bits"] + c["weight_load_bits"]
+    bit_serial = hw["core"]["encoding_mode"] == "bit_serial"
     return {
-        "accumulate": ("core.ac", c["synaptic_ops"] * t.pj("core.ac")),
-        "mac": ("core.mac", c["macs"] * t.pj("core.mac")),
-        "compare": ("core.compare", c["compares"] * t.pj("core.compare")),
-        "sram_read": ("core.sram_read_bit", reads * t.pj("core.sram_read_bit")),
-        "sram_write": ("core.sram_write_bit", writes * t.pj("core.sram_write_bit")),
+        "accumulate": ("core", "core.ac", c["synaptic_ops"] * t.pj("core.ac")),
+        # a bit-serial MAC is input_bits shift-adds; a multiplier MAC is one core.mac
+        "mac": ("core", "core.ac" if bit_serial else "core.mac",
+                c["shift_adds"] * t.pj("core.ac") if bit_serial else c["macs"] * t.pj("core.mac")),
+        "compare": ("core", "core.compare", c["compares"] * t.pj("core.compare")),
+        "sram_read": ("core", "core.sram_read_bit", reads * t.pj("core.sram_read_bit")),
+        "sram_write": ("core", "core.sram_write_bit", writes * t.pj("core.sram_write_bit")),
+        "line_buffer": ("core", "core.line_buffer_bit", c["line_buffer_bits"] * t.pj("core.line_buffer_bit")),
+        "transfer": ("dram", "dram.bit", (c["dram_read_bits"] + c["dram_write_bits"]) * t.pj("dram.bit")),
     }
+
+
+def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.ndarray]) -> list[Record]:
+    """Every core counter and energy per (sample, layer, step) as records."""
+    energy = core_energy(hw, counters)
+    units = {k: ("bit" if k.endswith("_bits") else "count") for k in CORE_COUNTERS}
+    s_n, _l, t_n = counters["cycles"].shape
+    out = []
+    for s in range(s_n):
+        for li, name in enumerate(layer_names):
+            for t in range(t_n):
+                for k in CORE_COUNTERS:
+                    out.append(Record(s, name, t, "core", k, float(counters[k][s, li, t]), units[k]))
+                for action, (component, _entry, arr) in energy.items():
+                    out.append(Record(s, name, t, component, f"energy.{action}", float(arr[s, li, t]), "pJ"))
+    return out
 
 
 def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Report:
@@ -103,15 +125,7 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
         add(Record(s, sensor_layer, None, "link", "bursts", float(lp.bursts[s].sum()), "count"))
         add(Record(s, sensor_layer, None, "link", "hs_burst_ps", float(lp.burst_ps[s].sum()), "ps"))
     # core, per layer and step
-    energy = _core_energy(hw, cp.counters)
-    units = {k: ("bit" if k.endswith("_bits") else "count") for k in CORE_COUNTERS}
-    for s in range(s_n):
-        for li, name in enumerate(cp.layer_names):
-            for t in range(t_n):
-                for k in CORE_COUNTERS:
-                    add(Record(s, name, t, "core", k, float(cp.counters[k][s, li, t]), units[k]))
-                for action, (_entry, arr) in energy.items():
-                    add(Record(s, name, t, "core", f"energy.{action}", float(arr[s, li, t]), "pJ"))
+    records += core_records(hw, cp.layer_names, cp.counters)
     # activity of every spiking layer (sensor layer included)
     for layer in wl.layers:
         if not layer.spiking:
@@ -182,7 +196,8 @@ def run_meta(hw: Hardware, wl: Workload, sensor_kind: str, sensor_layer: str | N
 def energy_sources(hw: Hardware, kind: str) -> dict[str, dict]:
     """The energy-table entries a run of this sensor kind uses, with value, unit and source."""
     used = ["link.bit", "link.burst", "core.ac", "core.mac", "core.compare", "core.sram_read_bit",
-            "core.sram_write_bit", "sensor.static_power", "link.static_power", "core.static_power"]
+            "core.sram_write_bit", "core.line_buffer_bit", "dram.bit", "sensor.static_power",
+            "link.static_power", "core.static_power"]
     used += ["p2m.pixel_read", "p2m.adc_conversion"] if kind == "p2m" else ["sensor.pixel_read", "sensor.adc_conversion"]
     out = {}
     for name in used:

@@ -34,13 +34,15 @@ from ..errors import MappingError
 from ..units import period_ps as period_ps_exact
 from ..workload.graph import Layer
 from ..workload.trace import Workload
+from .memory import dram_cycles, memory_plan
 from .sensor import SensorPlan, quad_side
 from .spikes import row_work, window_taps
 
 COUNTERS = (
-    "cycles", "vector_ops", "synaptic_ops", "macs", "fire_ops", "compares", "input_spikes",
-    "output_spikes", "weight_read_bits", "membrane_read_bits", "membrane_write_bits",
-    "spike_read_bits", "spike_write_bits", "input_buffer_read_bits",
+    "cycles", "compute_cycles", "dram_stall_cycles", "vector_ops", "synaptic_ops", "macs", "shift_adds",
+    "fire_ops", "compares", "input_spikes", "output_spikes", "weight_read_bits", "membrane_read_bits",
+    "membrane_write_bits", "spike_read_bits", "spike_write_bits", "input_buffer_read_bits", "weight_load_bits",
+    "line_buffer_bits", "dram_read_bits", "dram_write_bits", "fusion_saved_bits", "dense_macs",
 )
 
 
@@ -113,12 +115,15 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     s_n, t_n = wl.samples, wl.time_steps
     cnt = {k: np.zeros((s_n, len(layers), t_n), np.int64) for k in COUNTERS}
     n_packets = sensor.rows * sensor.packets_per_row
-    pkt_ops = np.zeros((s_n, n_packets), np.int64)  # work done inside packet transactions
+    pkt_ops = np.zeros((s_n, n_packets), np.int64)  # cycles of work done inside packet transactions
     fed_ops = np.zeros((s_n, len(layers), t_n), np.int64)  # the same work, per layer and step
-    spike_bits = cfg["spike_bits"]
+    serial = cfg["input_bits"] if cfg["encoding_mode"] == "bit_serial" else 1
+    sensor_layer = wl.layer(sensor.layer) if sensor.layer else None
+    mp = memory_plan(hw, layers, sensor_layer, t_n)
 
     for li, layer in enumerate(layers):
         key = f"layers.{layer.name}"
+        cnt["dense_macs"][:, li, :] += dense_macs(layer)
         if "input" in layer.inputs:
             if sensor.kind != "conventional":
                 raise MappingError("with a P2M sensor only the in-pixel layer may read the analog input",
@@ -126,7 +131,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                                    expected="spiking inputs (the core never sees the raw frame)",
                                    found=f"{layer.inputs}",
                                    suggestion="use a conventional sensor: --set sensor.kind=conventional")
-            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits)
+            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial)
         elif layer.op == "flatten":
             pass  # a relabelling of its input's neurons: no reads, no work
         else:
@@ -136,7 +141,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                                    f"({hw.source}: core.weight_bits)", found=str(layer.weight_bits),
                                    suggestion=f"--set core.weight_bits={layer.weight_bits}")
             taps, c_group = edge_fanout(layer)
-            groups = math.ceil(c_group / v) if c_group else 0
+            groups = vector_ops_per_tap(c_group, v, mp.tile_channels[li])
             w_bits = layer.weight_bits if layer.op in ("conv2d", "conv3d", "linear") else 0
             for src in layer.inputs:
                 src_layer = wl.layer(src)
@@ -160,40 +165,80 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                     steps = sensor.packet_step
                     for t in range(t_n):
                         cnt["input_buffer_read_bits"][:, li, t] += link_payload_bits[:, steps == t].sum(axis=1)
-                else:
-                    cnt["spike_read_bits"][:, li, :] += src_layer.out_size * spike_bits
-        _fire_pass(layer, li, cnt, v, mem_bits, spike_bits)
+        _fire_pass(layer, li, cnt, v, mem_bits)
         if layer.spiking:
             cnt["output_spikes"][:, li, :] = wl.spike_counts(layer.name)
 
+    # buffers and DRAM
+    for k, arr in (("spike_read_bits", mp.spike_sram_read), ("spike_write_bits", mp.spike_sram_write),
+                   ("line_buffer_bits", mp.line_buffer_bits), ("dram_read_bits", mp.dram_read_bits),
+                   ("dram_write_bits", mp.dram_write_bits), ("weight_load_bits", mp.weight_load_bits),
+                   ("fusion_saved_bits", mp.fusion_saved_bits)):
+        cnt[k] += arr[None, :, :]
+    cnt["dram_read_bits"][0] += mp.first_frame_only_bits
+
     # every packet costs at least one cycle to accept
     pkt_cycles = np.maximum(pkt_ops, 1)
-    # then one pass per (layer, step): what was not done on arrival, the fire pass, the fill
-    rest_layer, rest_cycles = [], []
-    for li in range(len(layers)):
-        for t in range(t_n):
-            c = cnt["vector_ops"][:, li, t] - fed_ops[:, li, t] + cnt["fire_ops"][:, li, t] + cfg["pipeline_depth"]
-            rest_layer.append(li)
-            rest_cycles.append(c)
-            cnt["cycles"][:, li, t] = c
+    # one pass per (layer, step): what was not done on arrival, the fire pass, the pipeline fill,
+    # stretched by DRAM transfers the compute cannot hide
+    compute = cnt["vector_ops"] - fed_ops + cnt["fire_ops"] + cfg["pipeline_depth"]
+    if serial > 1:
+        compute += (serial - 1) * (cnt["vector_ops"] * _is_encoding(layers)[None, :, None] - fed_ops)
+    dram = dram_cycles(cnt["dram_read_bits"] + cnt["dram_write_bits"], hw, period_ps)
+    passes = np.maximum(compute, dram) if hw["dram"]["double_buffered"] else compute + dram
+    cnt["dram_stall_cycles"] = passes - compute
+    cnt["compute_cycles"] = compute.copy()
+    cnt["cycles"] = passes.copy()
     if layers and n_packets:
         for t in range(t_n):
-            cnt["cycles"][:, 0, t] += pkt_cycles[:, sensor.packet_step == t].sum(axis=1)
-    rest = np.stack(rest_cycles, axis=1) if rest_cycles else np.zeros((s_n, 0), np.int64)
+            on_arrival = pkt_cycles[:, sensor.packet_step == t].sum(axis=1)
+            cnt["cycles"][:, 0, t] += on_arrival
+            cnt["compute_cycles"][:, 0, t] += on_arrival
+    if cfg["loop_order"] == "time_inner":
+        order = [(li, t) for li in range(len(layers)) for t in range(t_n)]
+    else:
+        order = [(li, t) for t in range(t_n) for li in range(len(layers))]
+    rest = np.stack([passes[:, li, t] for li, t in order], axis=1) if order else np.zeros((s_n, 0), np.int64)
     tx_cycles = np.concatenate([pkt_cycles, rest], axis=1)
     tx_consume = np.concatenate([np.ones(n_packets, np.int64), np.zeros(rest.shape[1], np.int64)])
-    tx_layer = np.concatenate([np.zeros(n_packets, np.int64), np.asarray(rest_layer, np.int64)])
+    tx_layer = np.concatenate([np.zeros(n_packets, np.int64), np.asarray([li for li, _ in order], np.int64)])
     return CorePlan(period_ps=period_ps, layer_names=names, counters=cnt, tx_cycles=tx_cycles,
                     tx_consume=tx_consume, tx_layer=tx_layer,
                     details={"vector_width": v, "membrane_bits": mem_bits, "clock_mhz": cfg["clock_mhz"],
-                             "period_ps": period_ps})
+                             "period_ps": period_ps, "loop_order": cfg["loop_order"], "fusion": cfg["fusion"],
+                             "fused_pairs": [list(p) for p in mp.fused_pairs], "fusion_refused": mp.fusion_refused,
+                             "spike_maps_in_dram": mp.map_in_dram, "weights_resident": mp.weights_resident,
+                             "encoding_mode": cfg["encoding_mode"], "input_bits": cfg["input_bits"]})
 
 
-def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int, spike_bits: int) -> None:
+def vector_ops_per_tap(channels: int, v: int, tile: int) -> int:
+    """Vector operations to update ``channels`` output channels of one position, in weight tiles
+    of ``tile`` channels (0 = untiled), ``v`` lanes at a time."""
+    if not channels:
+        return 0
+    if not tile or tile >= channels:
+        return math.ceil(channels / v)
+    full, rest = divmod(channels, tile)
+    return full * math.ceil(tile / v) + (math.ceil(rest / v) if rest else 0)
+
+
+def _is_encoding(layers: list[Layer]) -> np.ndarray:
+    return np.array(["input" in la.inputs for la in layers], dtype=np.int64)
+
+
+def dense_macs(layer: Layer) -> int:
+    """MACs of the equivalent dense (non-spiking) layer for one time step."""
+    if layer.op in ("conv2d", "conv3d"):
+        c_in = layer.in_shape[0]
+        return layer.out_size * (c_in // layer.groups) * math.prod(layer.kernel)
+    if layer.op == "linear":
+        return layer.out_size * layer.in_shape[0]
+    return 0
+
+
+def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int) -> None:
     """Threshold, fire and reset over every output neuron, once per step."""
     if layer.neuron is None:
-        if layer.op == "maxpool":  # structural OR of spikes: write the output map
-            cnt["spike_write_bits"][:, li, :] += layer.out_size * spike_bits
         if layer.op not in ("maxpool", "flatten"):
             # the classifier output: its membranes are read out after the last step
             cnt["membrane_read_bits"][:, li, -1] += layer.out_size * mem_bits
@@ -205,11 +250,10 @@ def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int, spike_bi
     cnt["compares"][:, li, :] += layer.out_size
     cnt["membrane_read_bits"][:, li, :] += layer.out_size * mem_bits
     cnt["membrane_write_bits"][:, li, :] += layer.out_size * mem_bits
-    cnt["spike_write_bits"][:, li, :] += layer.out_size * spike_bits
 
 
 def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray,
-                    fed_ops: np.ndarray, v: int, mem_bits: int) -> None:
+                    fed_ops: np.ndarray, v: int, mem_bits: int, serial: int) -> None:
     """A direct-encoded first layer on the core: multi-bit MACs over the in-bounds part of each
     window (padding is not multiplied), an output row computed as soon as the photodiode line
     holding its last input row has arrived."""
@@ -233,10 +277,12 @@ def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops:
         packet = (last_row + 1) * q - 1
         ops = taps * c_in * chunks
         macs = taps * c_in * c_o_g
-        pkt_ops[:, packet] += ops
+        pkt_ops[:, packet] += ops * serial
         fed_ops[:, li, 0] += ops
         cnt["vector_ops"][:, li, 0] += ops
         cnt["macs"][:, li, 0] += macs
+        if serial > 1:
+            cnt["shift_adds"][:, li, 0] += macs * serial
         cnt["weight_read_bits"][:, li, 0] += macs * layer.weight_bits
         cnt["input_buffer_read_bits"][:, li, 0] += taps * c_in * in_bits
     # the currents are stored once and added to the membranes at every step

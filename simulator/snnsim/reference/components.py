@@ -18,7 +18,7 @@ import numpy as np
 from ..engine.pipeline import StageSpec
 from ..hw.sensor import ps
 from ..report.report import Record, Report
-from ..simulation import run_meta, system_records
+from ..simulation import core_records, run_meta, system_records
 from ..workload.trace import Workload
 from .pipeline import run_pipeline_reference
 
@@ -615,22 +615,7 @@ def simulate_reference(hw, wl: Workload) -> Report:
             add(Record(s, sensor_layer, step, "link", "packets", float(len(mine)), "count"))
         add(Record(s, sensor_layer, None, "link", "bursts", float(sum(p.bursts for p in lnk.packets[s])), "count"))
         add(Record(s, sensor_layer, None, "link", "hs_burst_ps", float(sum(p.burst_ps for p in lnk.packets[s])), "ps"))
-    c = {k: v.tolist() for k, v in core.counters.items()}
-    units = {k: ("bit" if k.endswith("_bits") else "count") for k in CORE_COUNTERS}
-    for s in range(s_n):
-        for li, name in enumerate(core.layer_names):
-            for t in range(t_n):
-                for k in CORE_COUNTERS:
-                    add(Record(s, name, t, "core", k, float(c[k][s][li][t]), units[k]))
-                reads = (c["weight_read_bits"][s][li][t] + c["membrane_read_bits"][s][li][t]
-                         + c["spike_read_bits"][s][li][t] + c["input_buffer_read_bits"][s][li][t])
-                writes = c["membrane_write_bits"][s][li][t] + c["spike_write_bits"][s][li][t]
-                for action, n, entry in (("accumulate", c["synaptic_ops"][s][li][t], "core.ac"),
-                                         ("mac", c["macs"][s][li][t], "core.mac"),
-                                         ("compare", c["compares"][s][li][t], "core.compare"),
-                                         ("sram_read", reads, "core.sram_read_bit"),
-                                         ("sram_write", writes, "core.sram_write_bit")):
-                    add(Record(s, name, t, "core", f"energy.{action}", float(n * table.pj(entry)), "pJ"))
+    records += core_records(hw, core.layer_names, core.counters)
     for layer in wl.layers:
         if not layer.spiking:
             continue

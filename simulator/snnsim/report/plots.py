@@ -18,7 +18,7 @@ from .report import Report
 __all__ = ["write_plots", "compare_plot"]
 
 DPI = 120
-_COMPONENTS = ("sensor", "link", "core")
+_COMPONENTS = ("sensor", "link", "core", "dram")
 _COLORS = {"sensor": "#4c72b0", "link": "#dd8452", "core": "#55a868", "system": "#8172b3"}
 _SAVE = {"dpi": DPI, "format": "png", "metadata": {"Software": None}}
 _WIDE = 100.0  # max/min ratio above which a positive-valued axis goes logarithmic

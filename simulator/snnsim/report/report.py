@@ -86,7 +86,7 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
         else:
             stage[r.component][r.metric] = r.value
 
-    components = ("sensor", "link", "core")
+    components = ("sensor", "link", "core", "dram")
     energy_component = {c: sum(v for (cc, _a), v in energy_action.items() if cc == c) / samples for c in components}
     energy_frame = sum(energy_component.values())
     latency = per_sample[("system", "latency_ps")]

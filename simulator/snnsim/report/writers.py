@@ -252,7 +252,7 @@ def _section(title: str) -> list[str]:
     return ["", title, "=" * len(title)]
 
 
-_COMPONENTS = ("sensor", "link", "core")
+_COMPONENTS = ("sensor", "link", "core", "dram")
 
 
 def _actions_in_order(by_action: dict[str, float]) -> list[tuple[str, str, float]]:

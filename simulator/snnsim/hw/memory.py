@@ -1,0 +1,305 @@
+"""The core's buffers and DRAM: what fits on chip, what spills, and what two-layer fusion saves.
+
+Buffers (capacities in the hwconfig's ``core`` section):
+
+* **weight SRAM**: a layer's weights are loaded from DRAM before its first pass. A layer whose
+  weights exceed the buffer is split into output-channel tiles that fit; every tile re-reads the
+  layer's input spike maps (a layer one of whose output channels alone does not fit is an error). If the weights of
+  all core layers fit together they stay resident, loaded once for the first frame only. Otherwise
+  each layer loads its own once per frame with ``time_inner`` (layers outer), or once per step
+  with ``time_outer`` (every layer runs at every step, so the weights cycle through the buffer).
+* **membrane SRAM**: with ``time_inner`` one layer's membranes are live at a time; a layer whose
+  membranes do not fit runs in tiles of output rows (all steps of a tile before the next), and
+  each tile re-reads the input rows its windows reach (the halo). One output row that does not
+  fit is an error. With ``time_outer`` every layer's membranes persist across steps: the buffer
+  is filled in layer order and what does not fit spills to DRAM, written back and read again at
+  every step.
+* **spike SRAM** (global buffer): each layer's output spike map lives from its producing pass to
+  its last consumer. With ``time_inner`` a map holds all T steps (T x N bits), with ``time_outer``
+  one step (N bits). Maps are placed in the order they are produced; a map that does not fit next
+  to the live ones goes to DRAM instead: written once per step and read by each consumer.
+  A P2M sensor's map arrives through the input buffer; it is stored in the spike SRAM only if a
+  core layer other than the first also reads it.
+* **two-layer fusion** (``fusion: two_layer``): consecutive layers (a, b) are pipelined through a
+  line buffer when b reads only a, a feeds only b, b has a window (conv or pool) and the line
+  buffer holds b's window rows of a's map (kernel rows x width x channels x spike bits, x T with
+  ``time_inner``). Then a's map never enters the spike SRAM or DRAM; its bits go through the line
+  buffer instead. Pairs are formed greedily from the first core layer.
+
+DRAM time: a pass moving D bits takes D / bandwidth; with ``double_buffered`` the transfers
+overlap compute (the pass lasts the longer of the two), otherwise they add to it. The extra
+cycles are the pass's memory stall.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import MappingError
+from ..workload.graph import Layer
+
+KIB_BITS = 8 * 1024
+
+
+@dataclass
+class MemoryPlan:
+    """DRAM and buffer traffic per (layer, step) of one frame, and the placement decisions."""
+
+    dram_read_bits: np.ndarray  # (L, T) for every frame
+    dram_write_bits: np.ndarray
+    weight_load_bits: np.ndarray  # weight SRAM writes (L, T)
+    first_frame_only_bits: np.ndarray  # (L, T) resident weights: DRAM reads of frame 0 only
+    spike_sram_write: np.ndarray  # (L, T) output maps written to the spike SRAM (or line buffer)
+    spike_sram_read: np.ndarray  # (L, T) input maps read from the spike SRAM
+    line_buffer_bits: np.ndarray  # (L, T) bits through fusion line buffers (written + read)
+    fusion_saved_bits: np.ndarray  # (L, T) spike-SRAM/DRAM traffic fusion avoided
+    fused_pairs: list[tuple[str, str]] = field(default_factory=list)
+    fusion_refused: dict[str, str] = field(default_factory=dict)
+    map_in_dram: list[str] = field(default_factory=list)
+    weight_tiles: list[int] = field(default_factory=list)  # per layer: output-channel tiles (1 = fits)
+    row_tiles: list[int] = field(default_factory=list)  # per layer: output-row tiles for membranes (1 = fits)
+    rows_per_tile: list[int] = field(default_factory=list)
+    tile_channels: list[int] = field(default_factory=list)  # output channels per tile (0 = untiled)
+    weights_resident: bool = False
+    membrane_spill_bits: int = 0
+
+
+def weight_bits(layer: Layer) -> int:
+    """Bits of a layer's weights as stored (0 for ops without weights)."""
+    shape = layer.weight_shape
+    return math.prod(shape) * layer.weight_bits if shape else 0
+
+
+def membrane_bits_of(layer: Layer, mem_bits: int) -> int:
+    """Membrane storage of a layer (neurons with state: synaptic ops and neurons)."""
+    if layer.op == "flatten" or (layer.op == "maxpool" and layer.neuron is None):
+        return 0
+    return layer.out_size * mem_bits
+
+
+def fusion_pairs(layers: list[Layer], consumers: dict[str, list[str]], cfg: dict, steps: int,
+                 spike_bits: int) -> tuple[list[tuple[int, int]], dict[str, str]]:
+    """Greedy pairs (a, b) of consecutive core layers that can be pipelined, and why others cannot."""
+    if cfg["fusion"] != "two_layer":
+        return [], {}
+    cap = cfg["line_buffer_kib"] * KIB_BITS
+    pairs, refused = [], {}
+    i = 0
+    while i < len(layers) - 1:
+        a, b = layers[i], layers[i + 1]
+        why = None
+        if b.inputs != [a.name]:
+            why = f"{b.name} does not read only {a.name}"
+        elif consumers.get(a.name, []) != [b.name]:
+            why = f"{a.name} also feeds {', '.join(c for c in consumers.get(a.name, []) if c != b.name)}"
+        elif not a.spiking:
+            why = f"{a.name} does not spike"
+        elif b.op not in ("conv2d", "conv3d", "avgpool", "maxpool"):
+            why = f"{b.name} ({b.op}) needs its whole input, not a window of rows"
+        else:
+            c, *sp = a.out_shape
+            rows = b.kernel[-2] if len(b.kernel) >= 2 else b.kernel[0]
+            depth = b.kernel[0] if b.op == "conv3d" else 1
+            need = rows * depth * sp[-1] * c * spike_bits * (steps if cfg["loop_order"] == "time_inner" else 1)
+            if need > cap:
+                why = f"the line buffer needs {need} bits for {b.name}'s window, has {int(cap)}"
+        if why is None:
+            pairs.append((i, i + 1))
+            i += 2
+        else:
+            refused[f"{a.name}->{b.name}"] = why
+            i += 1
+    return pairs, refused
+
+
+def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int) -> MemoryPlan:
+    """Place weights, membranes and spike maps of one frame; count DRAM and buffer traffic."""
+    cfg = hw["core"]
+    mem_bits, spike_bits = cfg["membrane_bits"], cfg["spike_bits"]
+    n_l = len(layers)
+    z = lambda: np.zeros((n_l, steps), np.int64)  # noqa: E731
+    plan = MemoryPlan(z(), z(), z(), z(), z(), z(), z(), z(), weight_tiles=[1] * n_l, tile_channels=[0] * n_l,
+                      row_tiles=[1] * n_l, rows_per_tile=[0] * n_l)
+    index = {la.name: i for i, la in enumerate(layers)}
+    consumers: dict[str, list[str]] = {}
+    for la in layers:
+        for src in la.inputs:
+            consumers.setdefault(src, []).append(la.name)
+    time_inner = cfg["loop_order"] == "time_inner"
+
+    # --- weights
+    w = [weight_bits(la) for la in layers]
+    cap_w = cfg["weight_sram_kib"] * KIB_BITS
+    for i, (la, bits) in enumerate(zip(layers, w, strict=True)):
+        if bits <= cap_w:
+            continue
+        per_channel = bits // la.out_shape[0]
+        if per_channel > cap_w or la.groups != 1:
+            need = math.ceil(per_channel / KIB_BITS) if la.groups == 1 else math.ceil(bits / KIB_BITS)
+            raise MappingError("a layer's weights cannot be tiled into the weight SRAM", file=hw.source,
+                               key="core.weight_sram_kib",
+                               expected=f">= {need} KiB for layer {la.name} (one output channel's weights"
+                               f"{'' if la.groups == 1 else ', grouped layers are not tiled'})",
+                               found=f"{cfg['weight_sram_kib']:g} KiB", suggestion=f"--set core.weight_sram_kib={need}")
+        # output channels in tiles that fit; each tile re-reads the layer's input spikes
+        per_tile = int(cap_w // per_channel)
+        plan.weight_tiles[i] = math.ceil(la.out_shape[0] / per_tile)
+        plan.tile_channels[i] = per_tile
+    plan.weights_resident = sum(w) <= cap_w
+    for i, bits in enumerate(w):
+        if not bits:
+            continue
+        if plan.weights_resident:
+            plan.first_frame_only_bits[i, 0] += bits
+            plan.weight_load_bits[i, 0] += bits
+        elif time_inner:
+            plan.dram_read_bits[i, 0] += bits
+            plan.weight_load_bits[i, 0] += bits
+        else:
+            plan.dram_read_bits[i, :] += bits
+            plan.weight_load_bits[i, :] += bits
+
+    # --- membranes
+    m = [membrane_bits_of(la, mem_bits) for la in layers]
+    cap_m = cfg["membrane_sram_kib"] * KIB_BITS
+    if time_inner:
+        # one layer at a time: a layer whose membranes do not fit runs in tiles of output rows,
+        # each tile taking all steps; the tiles re-read the input rows their windows overlap
+        for i, (la, bits) in enumerate(zip(layers, m, strict=True)):
+            if bits <= cap_m:
+                continue
+            c, *sp = la.out_shape
+            rows = sp[-2] if len(sp) >= 2 else 1
+            row_bits = bits // rows
+            per_tile = int(cap_m // row_bits)
+            if per_tile < 1:
+                need = math.ceil(row_bits / KIB_BITS)
+                raise MappingError("one output row's membranes do not fit in the membrane SRAM", file=hw.source,
+                                   key="core.membrane_sram_kib", expected=f">= {need} KiB for layer {la.name}",
+                                   found=f"{cfg['membrane_sram_kib']:g} KiB", suggestion=f"--set core.membrane_sram_kib={need}")
+            plan.row_tiles[i] = math.ceil(rows / per_tile)
+            plan.rows_per_tile[i] = per_tile
+    else:
+        # every layer keeps its membranes across steps; the buffer is filled in layer order and the
+        # layers that find no room spill
+        free = int(cap_m)
+        for i, bits in enumerate(m):
+            kept = min(bits, free)
+            free -= kept
+            excess = bits - kept
+            plan.dram_read_bits[i, :] += excess
+            plan.dram_write_bits[i, :] += excess
+            plan.membrane_spill_bits += excess * steps
+
+    # --- fusion
+    pairs, plan.fusion_refused = fusion_pairs(layers, consumers, cfg, steps, spike_bits)
+    fused_a = {a for a, _ in pairs}
+    plan.fused_pairs = [(layers[a].name, layers[b].name) for a, b in pairs]
+
+    # --- spike maps: (producer index, bits per step); -1 = the sensor's map
+    maps: list[tuple[int, Layer]] = []
+    if sensor_layer is not None and any(c != layers[0].name for c in consumers.get(sensor_layer.name, [])):
+        maps.append((-1, sensor_layer))
+    for i, la in enumerate(layers):
+        if la.spiking and la.op != "flatten" and la.name in consumers and i not in fused_a:
+            maps.append((i, la))
+    last_use = {}
+    for _i, la in maps:
+        last_use[la.name] = max(_readers(la.name, consumers, index, layers))
+    cap_s = int(cfg["spike_sram_kib"] * KIB_BITS)
+    span = steps if time_inner else 1
+    live: dict[str, int] = {}
+    in_dram: set[str] = set()
+    order = sorted(maps, key=lambda x: x[0])
+    produced_at = {la.name: i for i, la in order}
+    # walk the passes in layer order: allocate a map when produced, free it after its last use
+    for step_layer in range(-1, n_l):
+        for name in [n for n, i in produced_at.items() if i == step_layer]:
+            size = _map_bits(name, layers, sensor_layer, spike_bits) * span
+            if sum(live.values()) + size <= cap_s:
+                live[name] = size
+            else:
+                in_dram.add(name)
+        for name in [n for n in live if last_use[n] == step_layer]:
+            del live[name]
+    plan.map_in_dram = sorted(in_dram)
+
+    # traffic of each map, per step (the same every step)
+    for name, i in produced_at.items():
+        per_step = _map_bits(name, layers, sensor_layer, spike_bits)
+        writer = max(i, 0)  # the sensor's map is written by the first core layer as it arrives
+        readers = [r for r in _readers(name, consumers, index, layers) if not (i == -1 and r == 0)]
+        src = sensor_layer if i == -1 else layers[i]
+        if name in in_dram:
+            plan.dram_write_bits[writer, :] += per_step
+            for r in readers:
+                plan.dram_read_bits[r, :] += _read_bits(layers[r], src, per_step, plan, r)
+        else:
+            plan.spike_sram_write[writer, :] += per_step
+            for r in readers:
+                plan.spike_sram_read[r, :] += _read_bits(layers[r], src, per_step, plan, r)
+    for a, b in pairs:
+        per_step = layers[a].out_size * spike_bits
+        plan.line_buffer_bits[a, :] += per_step  # written by a's fire pass
+        plan.line_buffer_bits[b, :] += per_step  # read by b's scatter
+        plan.fusion_saved_bits[a, :] += 2 * per_step  # the global-buffer write and read avoided
+    return plan
+
+
+def input_rows_read(layer: Layer, in_rows: int, tiles: int, rows_per_tile: int) -> int:
+    """Input rows a layer reads over its output-row tiles (each tile reads its windows' rows)."""
+    if tiles <= 1 or layer.op not in ("conv2d", "conv3d", "avgpool", "maxpool", "add"):
+        return in_rows
+    out_rows = layer.out_shape[-2]
+    k = layer.kernel[-2] if layer.op != "add" else 1
+    s = layer.stride[-2] if layer.op != "add" else 1
+    p = layer.padding[-2] if layer.op != "add" else 0
+    total = 0
+    for first in range(0, out_rows, rows_per_tile):
+        last = min(out_rows, first + rows_per_tile) - 1
+        lo, hi = max(0, first * s - p), min(in_rows - 1, last * s - p + k - 1)
+        total += max(0, hi - lo + 1)
+    return total
+
+
+def _read_bits(reader: Layer, src: Layer, per_step: int, plan: MemoryPlan, r: int) -> int:
+    """Bits of one step of ``src``'s map that ``reader`` reads, over its weight and row tiles."""
+    shape = src.out_shape
+    in_rows = shape[-2] if len(shape) >= 3 else 1
+    rows = input_rows_read(reader, in_rows, plan.row_tiles[r], plan.rows_per_tile[r])
+    return plan.weight_tiles[r] * per_step * rows // in_rows
+
+
+def _readers(name: str, consumers: dict[str, list[str]], index: dict[str, int], layers: list[Layer]) -> list[int]:
+    """Layers that read a map: its consumers, looking through flatten (a relabelling) to theirs."""
+    out = []
+    for c in consumers.get(name, []):
+        if layers[index[c]].op == "flatten":
+            out += _readers(c, consumers, index, layers) or [index[c]]
+        else:
+            out.append(index[c])
+    return out
+
+
+def _map_bits(name: str, layers: list[Layer], sensor_layer: Layer | None, spike_bits: int) -> int:
+    for la in layers:
+        if la.name == name:
+            return la.out_size * spike_bits
+    assert sensor_layer is not None and sensor_layer.name == name
+    return sensor_layer.out_size * spike_bits
+
+
+def dram_cycles(bits: np.ndarray, hw, period_ps: int) -> np.ndarray:
+    """Core cycles to move ``bits`` at the DRAM bandwidth (rounded up)."""
+    from fractions import Fraction
+
+    from ..units import exact
+
+    bw = exact(hw["dram"]["bandwidth_gbytes_per_s"])  # GB/s = 8 bits per ns
+    per_cycle = Fraction(8) * bw * period_ps / 1000  # bits per core cycle
+    flat = np.asarray(bits, dtype=np.int64).reshape(-1)
+    out = np.array([math.ceil(Fraction(int(b)) / per_cycle) for b in flat], np.int64)
+    return out.reshape(np.shape(bits))
