@@ -112,6 +112,8 @@ CORE = Section(
         "input_bits": _pos_int(8, "bits of each analog input value as the encoding layer reads it (pixels quantised to unsigned integers)", maximum=16),
         "encoding_mode": Field("str", "bit_serial", "encoding-layer MACs: bit_serial (shift-add, input_bits cycles per vector op) or multiplier (one cycle)",
                                choices=("bit_serial", "multiplier")),
+        "dataflow": Field("str", "scatter", "scatter: each spike's vector ops read-modify-write membranes in the membrane SRAM; gather: partial sums stay in PE registers and reach the membrane SRAM once per neuron and step, in the fire pass",
+                          choices=("scatter", "gather")),
         "loop_order": Field("str", "time_inner", "time_inner: layers outer, time steps inside each layer; time_outer: every layer once per step",
                             choices=("time_inner", "time_outer")),
         "fusion": Field("str", "none", "none, or two_layer: pairs of layers pipelined through a line buffer, the first's spikes never stored",

@@ -19,6 +19,10 @@ Micro-architecture (first version; the vectorwise accelerator grows from it):
   conventional frame's first (encoding) layer computes an output row with multi-bit MACs as soon
   as the last input line it needs has arrived (weights read per MAC, the input window once per
   output position; the currents are reused for all T steps, as direct encoding allows).
+* Dataflow: with ``scatter`` each vector op reads and writes C membranes in the membrane SRAM;
+  with ``gather`` (output-stationary) the partial sums of the positions being computed stay in PE
+  registers and reach the membrane SRAM only in the fire pass. Cycles are the same (every
+  (spike, tap) pair is one vector op either way); packet-fed work is counted on arrival in both [A].
 * The bitmap scan that finds the next spike is done by a priority encoder within the same cycle
   (an assumption); every packet costs at least one cycle to accept.
 """
@@ -118,6 +122,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     pkt_ops = np.zeros((s_n, n_packets), np.int64)  # cycles of work done inside packet transactions
     fed_ops = np.zeros((s_n, len(layers), t_n), np.int64)  # the same work, per layer and step
     serial = cfg["input_bits"] if cfg["encoding_mode"] == "bit_serial" else 1
+    scatter = cfg["dataflow"] == "scatter"
     sensor_layer = wl.layer(sensor.layer) if sensor.layer else None
     mp = memory_plan(hw, layers, sensor_layer, t_n)
 
@@ -155,7 +160,9 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                 cnt["synaptic_ops"][:, li, :] += updates
                 cnt["input_spikes"][:, li, :] += spk.sum(axis=2)
                 cnt["weight_read_bits"][:, li, :] += updates * w_bits
-                if layer.neuron is not None or layer.op != "maxpool":  # an OR of spikes has no membranes
+                # scatter: every update is a read-modify-write of a membrane (an OR of spikes has
+                # none); gather: partial sums stay in the PEs until the fire pass
+                if scatter and (layer.neuron is not None or layer.op != "maxpool"):
                     cnt["membrane_read_bits"][:, li, :] += updates * mem_bits
                     cnt["membrane_write_bits"][:, li, :] += updates * mem_bits
                 if src == sensor.layer and li == 0:
@@ -183,7 +190,8 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     # stretched by DRAM transfers the compute cannot hide
     compute = cnt["vector_ops"] - fed_ops + cnt["fire_ops"] + cfg["pipeline_depth"]
     if serial > 1:
-        compute += (serial - 1) * (cnt["vector_ops"] * _is_encoding(layers)[None, :, None] - fed_ops)
+        # encoding-layer work not done on arrival takes input_bits cycles per vector op too
+        compute += (serial - 1) * (cnt["vector_ops"] - fed_ops) * _is_encoding(layers)[None, :, None]
     dram = dram_cycles(cnt["dram_read_bits"] + cnt["dram_write_bits"], hw, period_ps)
     passes = np.maximum(compute, dram) if hw["dram"]["double_buffered"] else compute + dram
     cnt["dram_stall_cycles"] = passes - compute

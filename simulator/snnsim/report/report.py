@@ -64,6 +64,13 @@ class Report:
         }
 
 
+def _tops_per_w(ops_total: float, core_pj_per_frame: float, samples: int) -> float | None:
+    """Ops per joule of the processor (core + DRAM), in TOPS/W (= tera-ops per joule)."""
+    if core_pj_per_frame <= 0:
+        return None
+    return (ops_total / samples) / (core_pj_per_frame * 1e-12) / 1e12
+
+
 def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
     """Headline figures per frame (means over the workload's samples) and per layer."""
     samples = meta["workload"]["samples"]
@@ -166,6 +173,17 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
             "core_cycles_per_frame": tot[("core", "cycles")] / samples,
             "sensor_adc_conversions_per_frame": tot[("sensor", "adc_conversions")] / samples,
             "in_pixel_macs_per_frame": tot[("sensor", "in_pixel_macs")] / samples,
+            "dense_macs_per_frame": tot[("core", "dense_macs")] / samples,
+            # one synaptic operation (accumulate) or MAC = 2 ops, the accelerator convention
+            "ops_effective_per_frame": 2 * (tot[("core", "synaptic_ops")] + tot[("core", "macs")]) / samples,
+            "ops_dense_per_frame": 2 * tot[("core", "dense_macs")] / samples,
+            "tops_per_w_effective": _tops_per_w(2 * (tot[("core", "synaptic_ops")] + tot[("core", "macs")]),
+                                                energy_component["core"] + energy_component["dram"], samples),
+            "tops_per_w_dense": _tops_per_w(2 * tot[("core", "dense_macs")],
+                                            energy_component["core"] + energy_component["dram"], samples),
+            "dram_bits_per_frame": (tot[("core", "dram_read_bits")] + tot[("core", "dram_write_bits")]) / samples,
+            "memory_stall_cycles_per_frame": tot[("core", "dram_stall_cycles")] / samples,
+            "fusion_saved_bits_per_frame": tot[("core", "fusion_saved_bits")] / samples,
         },
         "layers": layers_out,
     }

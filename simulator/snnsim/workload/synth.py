@@ -1,32 +1,41 @@
-"""Synthetic spike traces: a real forward pass of an untrained, activity-calibrated SNN on photos.
+"""Synthetic spike traces: a real forward pass of an untrained, activity-calibrated SNN on real
+images.
 
-The network has random binary weights (after an in-pixel first layer with quantised analog
-weights), so its outputs mean nothing; its *activity* is made realistic instead: every layer's
-per-channel IF thresholds are calibrated so that the layer fires at a target rate. That is what
-a hardware-cost simulation needs (event counts, their spatial structure driven by real images,
-layer shapes), not accuracy.
+The network has random binary weights after its first layer, so its outputs mean nothing; its
+*activity* is made realistic instead: every layer's per-channel IF thresholds are calibrated so
+that the layer fires at a target rate. That is what a hardware-cost simulation needs (event
+counts, their spatial structure driven by real images, layer shapes), not accuracy.
 
-Forward pass: direct encoding (the same analog image at every time step); layer 0 (``conv0``) is
-the in-pixel convolution computed with the P2M pixel transfer curve
-(:func:`snnsim.hw.pixel_curve.p2m_conv2d`); every layer with a neuron is an IF neuron
-(leak 0, reset by subtraction, per-channel thresholds):
+Forward pass: direct encoding (the same analog image at every time step). Layer 0 (``conv0``) is
+either
 
-    v[t] = v[t-1] + I[t];  spike if v[t] >= theta;  then v[t] -= theta
+- an *in-pixel* convolution (``extra["in_pixel"]``; topologies ``resnet18``, ``small_cnn``,
+  ``vgg_small``) computed by the sensor with the P2M pixel transfer curve
+  (:func:`snnsim.hw.pixel_curve.p2m_conv2d`), its IF neuron in float64 with float thresholds, or
+- a *digital multi-bit encoding layer* (the VSA topologies): 8-bit unsigned inputs
+  ``x_q = round(255 x)`` times 8-bit sign-magnitude weights ``w_q`` (integers in -127..127,
+  weights stored as ``w = alpha w_q / 127``), summed exactly as integers.
 
-computed in float32 in exactly this order, so the stored weights and thresholds reproduce the
-stored spikes bit for bit. Layers run in topological order over all T steps at once (the graph is
-feed-forward). Binary layers see only 0/1 spikes and +-1 weights, so their input currents are
-exact integers in float32.
+Every later synaptic layer has random +-1 weights (scale 1): its input current is the exact
+integer sum of +-1 over the input spikes. Pools and residual adds count spikes. Every layer
+after the sensor runs the core's integer arithmetic (``docs/verify.md``): currents in a per-layer
+unit ``u``, integer thresholds ``theta / u``, membranes saturating to 16-bit signed integers:
+
+    v[t] = clip(v[t-1] + I[t], -2^15, 2^15 - 1);  spike if v[t] >= theta;  then v[t] -= theta
+
+so ``snnsim verify`` recomputes every recorded spike bit for bit. Layers run in topological
+order over all T steps at once (the graph is feed-forward).
 
 Calibration (one pass, layer by layer): each channel gets a target rate (the layer target spread
-log-normally across channels, mean preserved), its threshold is found by bisection on the real
-T-step IF dynamics of that channel's currents (over all samples and positions), moved to the
-middle of its plateau of the rate-versus-threshold step function (so no neuron sits on a tie),
-and the final choice between the two bracketing thresholds carries the rounding error from
-channel to channel so that the layer's mean rate lands on its target.
+log-normally across channels, mean preserved). For integer layers the threshold is found by
+bisection over the integers 1 .. 2^15 - 1 on the real T-step dynamics of that channel's currents
+(over all samples and positions); for the in-pixel layer by bisection on the float dynamics, then
+moved to the middle of its plateau of the rate-versus-threshold step function (so no neuron sits
+on a tie). The final choice between the two bracketing thresholds carries the rounding error
+from channel to channel so that the layer's mean rate lands on its target.
 
 The weights of layers after ``conv0`` are drawn from an independent stream per layer, so they
-depend only on the seed and the topology; ``conv0``'s also on the photos (a channel whose
+depend only on the seed and the topology; ``conv0``'s also on the images (a channel whose
 current can never reach a positive threshold gets its weights negated).
 """
 
