@@ -299,7 +299,7 @@ def dram_cycles(bits: np.ndarray, hw, period_ps: int) -> np.ndarray:
     from ..units import exact
 
     bw = exact(hw["dram"]["bandwidth_gbytes_per_s"])  # GB/s = 8 bits per ns
-    per_cycle = Fraction(8) * bw * period_ps / 1000  # bits per core cycle
-    flat = np.asarray(bits, dtype=np.int64).reshape(-1)
-    out = np.array([math.ceil(Fraction(int(b)) / per_cycle) for b in flat], np.int64)
-    return out.reshape(np.shape(bits))
+    per_cycle = Fraction(8) * bw * period_ps / 1000  # bits per core cycle, exact
+    p, q = per_cycle.numerator, per_cycle.denominator
+    b = np.asarray(bits, dtype=np.int64)
+    return (b * q + p - 1) // p  # ceil(bits / per_cycle) in integers

@@ -13,32 +13,49 @@ from ..engine.jit import njit
 
 
 @njit(cache=True)
-def row_work(packed, n_neurons, plane, width, n_rows, taps):
-    """Spikes and summed per-spike fan-out per (sample, step, spatial row).
-
-    ``packed`` is uint8 (S, T, nbytes); ``taps[pos]`` is the fan-out weight of a spike at
-    spatial position ``pos`` (e.g. how many output positions its kernel reaches).
-    Returns (spikes, work), both int64 (S, T, n_rows).
-    """
-    s_n, t_n, nbytes = packed.shape
+def _row_work_words(words, n_neurons, plane, width, n_rows, taps):
+    s_n, t_n, n_words = words.shape
     spikes = np.zeros((s_n, t_n, n_rows), np.int64)
     work = np.zeros((s_n, t_n, n_rows), np.int64)
     for s in range(s_n):
         for t in range(t_n):
-            for b in range(nbytes):
-                byte = packed[s, t, b]
-                if byte == 0:
+            for wi in range(n_words):
+                word = words[s, t, wi]
+                if word == 0:  # 64 silent neurons skipped at once
                     continue
-                for bit in range(8):
-                    if byte & (0x80 >> bit):
-                        n = b * 8 + bit
-                        if n >= n_neurons:
-                            break
-                        pos = n % plane
-                        row = pos // width
-                        spikes[s, t, row] += 1
-                        work[s, t, row] += taps[pos]
+                base = wi * 64
+                for byte_i in range(8):
+                    # the bytes of a little-endian word hold neurons base + 8*byte_i ...
+                    byte = (word >> np.uint64(8 * byte_i)) & np.uint64(0xFF)
+                    if byte == 0:
+                        continue
+                    for bit in range(8):
+                        if byte & np.uint64(0x80 >> bit):
+                            n = base + byte_i * 8 + bit
+                            if n >= n_neurons:
+                                break
+                            pos = n % plane
+                            row = pos // width
+                            spikes[s, t, row] += 1
+                            work[s, t, row] += taps[pos]
     return spikes, work
+
+
+def row_work(packed: np.ndarray, n_neurons: int, plane: int, width: int, n_rows: int,
+             taps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes and summed per-spike fan-out per (sample, step, spatial row).
+
+    ``packed`` is uint8 (S, T, nbytes); ``taps[pos]`` is the fan-out weight of a spike at
+    spatial position ``pos`` (e.g. how many output positions its kernel reaches).
+    Returns (spikes, work), both int64 (S, T, n_rows). The bitmap is scanned 64 neurons at a
+    time, so silent stretches cost little and the cost follows the spikes.
+    """
+    s_n, t_n, nbytes = packed.shape
+    pad = (-nbytes) % 8
+    if pad:
+        packed = np.concatenate([packed, np.zeros((s_n, t_n, pad), np.uint8)], axis=2)
+    words = np.ascontiguousarray(packed).view("<u8")
+    return _row_work_words(words, n_neurons, plane, width, n_rows, np.ascontiguousarray(taps, dtype=np.int64))
 
 
 def axis_taps(in_len: int, k: int, s: int, p: int, out_len: int) -> np.ndarray:

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 SCHEMA_NAME = "snnsim-report"
 SCHEMA_VERSION = "1.0"
 COLUMNS = ("sample", "layer", "step", "component", "metric", "value", "unit")
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One tidy row: a metric of a component, for a sample, layer and time step (None = all)."""
+class Record(NamedTuple):
+    """One tidy row: a metric of a component, for a sample, layer and time step (None = all).
+
+    A named tuple: reports hold thousands of them, and tuples are cheap to build."""
 
     sample: int | None
     layer: str
@@ -81,18 +82,24 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
     energy_action: dict[tuple[str, str], float] = defaultdict(float)
     per_sample: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * samples)
     stage: dict[str, dict[str, float]] = defaultdict(dict)
-    for r in records:
-        tot[(r.component, r.metric)] += r.value
-        by_layer[(r.component, r.layer, r.metric)] += r.value
-        if r.step is not None:
-            by_step[(r.layer, r.step, r.metric)] += r.value
-        if r.metric.startswith("energy."):
-            energy_action[(r.component, r.metric[7:])] += r.value
-        if r.sample is not None:
-            per_sample[(r.component, r.metric)][r.sample] += r.value
-        else:
-            stage[r.component][r.metric] = r.value
-
+    # one pass; records are tuples, unpacked directly (reports hold thousands)
+    for sample, layer, step, component, metric, value, _unit in records:
+        by_layer[(component, layer, metric)] += value
+        if component == "activity":
+            by_step[(layer, step, metric)] += value
+        if sample is None:
+            stage[component][metric] = value
+        elif component == "system":
+            per_sample[(component, metric)][sample] += value
+    # a layer's energy is what computes it: the core and its DRAM traffic, or the sensor for an
+    # in-pixel layer (the link's energy belongs to no layer)
+    layer_energy: dict[str, float] = defaultdict(float)
+    for (component, layer, metric), value in by_layer.items():
+        tot[(component, metric)] += value
+        if metric.startswith("energy."):
+            energy_action[(component, metric[7:])] += value
+            if component in ("core", "dram", "sensor"):
+                layer_energy[layer] += value
     components = ("sensor", "link", "core", "dram")
     energy_component = {c: sum(v for (cc, _a), v in energy_action.items() if cc == c) / samples for c in components}
     energy_frame = sum(energy_component.values())
@@ -112,10 +119,6 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
         name = la["name"]
         neurons = by_layer[("activity", name, "neurons")]
         spikes = by_layer[("activity", name, "spikes")]
-        e_core = sum(v for (c, ln, m), v in by_layer.items() if c == "core" and ln == name and m.startswith("energy."))
-        # a layer's energy is what computes it: the core, or the sensor for an in-pixel layer
-        e_sensor = sum(v for (c, ln, m), v in by_layer.items()
-                       if c == "sensor" and ln == name and m.startswith("energy."))
         layers_out.append({
             "name": name, "op": la["op"], "runs_on": la["runs_on"], "out_shape": la["out_shape"],
             "spike_rate": spikes / neurons if neurons else None,
@@ -123,7 +126,7 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
             "spike_rate_per_step": [
                 (by_step[(name, t, "spikes")] / by_step[(name, t, "neurons")]) if by_step[(name, t, "neurons")] else None
                 for t in range(steps)],
-            "energy_pj_per_frame": (e_core + e_sensor) / samples,
+            "energy_pj_per_frame": layer_energy[name] / samples,
             "core_cycles_per_frame": by_layer[("core", name, "cycles")] / samples,
             "synaptic_ops_per_frame": by_layer[("core", name, "synaptic_ops")] / samples,
             "macs_per_frame": by_layer[("core", name, "macs")] / samples,

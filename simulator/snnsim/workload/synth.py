@@ -55,7 +55,7 @@ from .graph import Layer, Neuron, check_graph, infer_out_shape
 from .trace import Workload, pack_spikes
 
 GENERATOR = "snnsim.workload.synth"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Topology name -> short description.
 TOPOLOGIES: dict[str, str] = {
@@ -65,21 +65,46 @@ TOPOLOGIES: dict[str, str] = {
                  "maxpool, grouped conv, avgpool, linear 10",
     "vgg_small": "small VGG (64x64 RGB): in-pixel conv, 3x3 convs 32-32-M-64-64-M-128-128-M, "
                  "global avgpool, linear 10",
+    "vsa_cifar10": "VSA-style CIFAR-10 network (3x32x32 photo crops): digital 8-bit encoding conv "
+                   "3->64 k3 p1, binary convs 128-M-256-M-256-M (M = maxpool 2, OR of spikes), "
+                   "fc 4096->512 with neuron, fc 512->10; T = 8 by default",
+    "vsa_mnist": "VSA-style MNIST network (1x28x28 handwritten digits): digital 8-bit encoding conv "
+                 "1->32 k3 p1, binary convs 32-M-64-M, fc 3136->256 with neuron, fc 256->10; "
+                 "T = 8 by default",
+    "small_vsa": "tiny test network (16x16 RGB) with a digital 8-bit encoding conv 3->8 k3 p1, "
+                 "conv 16, maxpool, grouped conv, avgpool, fc 32 with neuron, fc 10",
 }
 
-_DEFAULT_IMAGE_SIZE = {"resnet18": 224, "small_cnn": 32, "vgg_small": 64}
-_MIN_IMAGE_SIZE = {"resnet18": 32, "small_cnn": 16, "vgg_small": 32}
+#: Topologies whose conv0 is a digital multi-bit encoding layer (run by the core, not the pixels);
+#: they ignore ``out_channels`` and ``first_layer_weight_bits`` (their conv0 is fixed).
+ENCODING_TOPOLOGIES = ("vsa_cifar10", "vsa_mnist", "small_vsa")
 
-#: Weights are stored for every synaptic layer when the network has at most this many parameters;
-#: above it only the in-pixel layer's (binary layers are regenerated from the seed on demand).
-WEIGHT_STORE_LIMIT = 1_000_000
+_DEFAULT_IMAGE_SIZE = {"resnet18": 224, "small_cnn": 32, "vgg_small": 64, "vsa_cifar10": 32,
+                       "vsa_mnist": 28, "small_vsa": 16}
+_MIN_IMAGE_SIZE = {"resnet18": 32, "small_cnn": 16, "vgg_small": 32, "vsa_cifar10": 8,
+                   "vsa_mnist": 4, "small_vsa": 4}
+_INPUT_CHANNELS = {"vsa_mnist": 1}
+#: Time steps when ``time_steps`` is not given (8 for the VSA networks, as in the VSA paper).
+_DEFAULT_TIME_STEPS = {"vsa_cifar10": 8, "vsa_mnist": 8, "small_vsa": 8}
+
+#: The core's arithmetic the traces are made with (``docs/verify.md``): membranes are signed
+#: integers of this many bits (the default of ``core.membrane_bits``), saturating.
+MEMBRANE_BITS = 16
+#: Bits of the unsigned input integers an encoding layer reads (``core.input_bits``).
+INPUT_BITS = 8
+#: Sign-magnitude weight bits of an encoding layer (magnitudes 0..127).
+ENCODING_WEIGHT_BITS = 8
+#: Encoding-layer weights are stored as w_q * 2^-15 * (2^8 - 1): the scale (the largest magnitude)
+#: is alpha = 127 * 255 / 2^15, so the current unit alpha / (255 * 127) is exactly 2^-15 and every
+#: integer threshold theta_int * 2^-15 is exact in float32.
+_ENCODING_UNIT = 2.0 ** -15
 
 #: Log-normal sigma of the per-channel target rates around a layer's target (default).
 DEFAULT_RATE_SPREAD = 0.5
 
 _BISECTION_STEPS = 32
 
-STATEMENT = ("untrained network (random binary weights), calibrated activity, real photos: "
+STATEMENT = ("untrained network (random binary weights), calibrated activity, real images: "
              "for hardware cost, not accuracy")
 DATASET = "photos (matplotlib/scikit-image samples)"
 
@@ -92,6 +117,8 @@ _PHOTO_SOURCES = {
     "rocket": "scikit-image skimage.data.rocket (SpaceX DSCOVR launch, public domain)",
 }
 _SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+_DIGITS_SOURCE = ("scikit-learn sklearn.datasets.load_digits: the UCI ML hand-written digits data set "
+                  "(E. Alpaydin, C. Kaynak, 1998; CC BY 4.0), 8x8 pixels, 17 grey levels")
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -111,12 +138,21 @@ def _check_rate(name: str, value: Any) -> float:
     return float(value)
 
 
-# ----------------------------------------------------------------------------- photos
+# ----------------------------------------------------------------------------- images
 
 @dataclass
 class _Photo:
     name: str
     pixels: np.ndarray  # uint8 (H, W, 3)
+
+
+@dataclass
+class _Inputs:
+    images: np.ndarray  # float32 (samples, C, H, W) in [0, 1]
+    names: list[str]
+    sources: dict[str, str]
+    dataset: str
+    preprocessing: str
 
 
 def _load_photos() -> list[_Photo]:
@@ -156,6 +192,25 @@ def _area_matrix(src: int, dst: int) -> np.ndarray:
     return overlap / overlap.sum(axis=1, keepdims=True)
 
 
+def _linear_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) bilinear resampling matrix (pixel centres aligned, edges clamped)."""
+    pos = np.clip((np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5, 0.0, src - 1.0)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, src - 1)
+    f = pos - i0
+    m = np.zeros((dst, src))
+    rows = np.arange(dst)
+    np.add.at(m, (rows, i0), 1.0 - f)
+    np.add.at(m, (rows, i1), f)
+    return m
+
+
+def _on_grid(x: np.ndarray, bits: int) -> np.ndarray:
+    """Round [0, 1] values to the unsigned ``bits`` grid k / (2^bits - 1), as float32."""
+    levels = 2 ** bits - 1
+    return (np.rint(np.clip(x.astype(np.float64), 0.0, 1.0) * levels) / levels).astype(np.float32)
+
+
 def _prepare_image(pixels: np.ndarray, size: int, top: int, left: int, side: int, flip: bool) -> np.ndarray:
     crop = pixels[top:top + side, left:left + side].astype(np.float64) / 255.0
     if flip:
@@ -192,6 +247,57 @@ def _images(samples: int, size: int, seed: int) -> tuple[np.ndarray, list[str], 
         out[i] = _prepare_image(photo.pixels, size, top, left, side, flip)
     used = [p.name for p in photos[:min(samples, len(photos))]]
     return out, names, used
+
+
+def _photo_inputs(samples: int, size: int, seed: int, quantised: bool) -> _Inputs:
+    images, names, used = _images(samples, size, seed)
+    prep = "square crop, area (box-filter) resize"
+    if quantised:
+        images = _on_grid(images, INPUT_BITS)
+        prep += f" to {size}x{size}, scaled to [0, 1] and rounded to the 8-bit grid k/255"
+    else:
+        prep += ", scaled to [0, 1]"
+    return _Inputs(images, names, {n: _PHOTO_SOURCES[n] for n in used}, DATASET, prep + ", channels first")
+
+
+def _digit_inputs(samples: int, size: int, seed: int) -> _Inputs:
+    """MNIST-like digits: scikit-learn's 8x8 handwritten digits, bilinear-upsampled into a 20/28
+    box centred in the frame (MNIST's layout), on the 8-bit grid. Without scikit-learn: grey-scale
+    photo crops, said so in the names and the data set."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        photos = _photo_inputs(samples, size, seed, quantised=False)
+        grey = np.tensordot(np.array([0.299, 0.587, 0.114]), photos.images.astype(np.float64), axes=(0, 1))
+        images = _on_grid(grey[:, None], INPUT_BITS)
+        return _Inputs(images, [f"grey {n}" for n in photos.names], photos.sources,
+                       "grey-scale photos (fallback: scikit-learn not installed, no handwritten digits)",
+                       photos.preprocessing.replace(", channels first", "") + ", ITU-R BT.601 luma, "
+                       "rounded to the 8-bit grid k/255, 1 channel")
+    digits = load_digits()
+    box = min(size, max(2, int(round(size * 20 / 28))))
+    off = (size - box) // 2
+    r = _linear_matrix(8, box)
+    out = np.zeros((samples, 1, size, size), dtype=np.float64)
+    names = []
+    for i in range(samples):
+        idx = i % len(digits.images)
+        img = r @ (np.asarray(digits.images[idx], dtype=np.float64) / 16.0) @ r.T
+        out[i, 0, off:off + box, off:off + box] = img
+        names.append(f"digit {int(digits.target[idx])} (load_digits index {idx})")
+    prep = (f"8x8 digit (16 = ink) scaled to [0, 1], bilinear-upsampled to {box}x{box}, centred in "
+            f"{size}x{size} (MNIST's 20-in-28 layout), rounded to the 8-bit grid k/255, 1 channel")
+    return _Inputs(_on_grid(out, INPUT_BITS), names, {"load_digits": _DIGITS_SOURCE},
+                   "handwritten digits (scikit-learn load_digits, MNIST-like)", prep)
+
+
+def _inputs(topology: str, samples: int, size: int, seed: int) -> _Inputs:
+    if topology == "vsa_mnist":
+        return _digit_inputs(samples, size, seed)
+    inputs = _photo_inputs(samples, size, seed, quantised=topology in ENCODING_TOPOLOGIES)
+    if topology == "vsa_cifar10":
+        inputs.dataset = f"photos (matplotlib/scikit-image samples), CIFAR-10-like {size}x{size} crops"
+    return inputs
 
 
 # ----------------------------------------------------------------------------- graph builder
@@ -238,6 +344,10 @@ class _Net:
         return self.conv("conv0", "input", c_out, 4, 4, 0, bits=bits,
                          extra={"in_pixel": True, "transfer_curve": "p2m_sci_rep_2022"})
 
+    def encoding(self, c_out: int) -> str:
+        """The digital multi-bit encoding layer: 3x3, padding 1, 8-bit weights, run by the core."""
+        return self.conv("conv0", "input", c_out, 3, 1, 1, bits=ENCODING_WEIGHT_BITS)
+
 
 def _build_resnet18(net: _Net, out_channels: int, bits: int) -> None:
     x = net.in_pixel(out_channels, bits)
@@ -283,7 +393,40 @@ def _build_vgg_small(net: _Net, out_channels: int, bits: int) -> None:
     net.linear("fc", x, 10, neuron=False)
 
 
-_BUILDERS = {"resnet18": _build_resnet18, "small_cnn": _build_small_cnn, "vgg_small": _build_vgg_small}
+def _build_vsa_cifar10(net: _Net, out_channels: int, bits: int) -> None:
+    x = net.encoding(64)
+    for i, c in enumerate((128, 256, 256), start=1):
+        x = net.conv(f"conv{i}", x, c, 3, 1, 1)
+        x = net.pool(f"pool{i}", "maxpool", x, 2, neuron=False)
+    x = net.flatten("flatten", x)
+    x = net.linear("fc1", x, 512, neuron=True)
+    net.linear("fc2", x, 10, neuron=False)
+
+
+def _build_vsa_mnist(net: _Net, out_channels: int, bits: int) -> None:
+    x = net.encoding(32)
+    for i, c in enumerate((32, 64), start=1):
+        x = net.conv(f"conv{i}", x, c, 3, 1, 1)
+        x = net.pool(f"pool{i}", "maxpool", x, 2, neuron=False)
+    x = net.flatten("flatten", x)
+    x = net.linear("fc1", x, 256, neuron=True)
+    net.linear("fc2", x, 10, neuron=False)
+
+
+def _build_small_vsa(net: _Net, out_channels: int, bits: int) -> None:
+    x = net.encoding(8)
+    x = net.conv("conv1", x, 16, 3, 1, 1)
+    x = net.pool("maxpool", "maxpool", x, 2, neuron=False)
+    x = net.conv("conv2", x, 16, 3, 1, 1, groups=2)
+    x = net.pool("avgpool", "avgpool", x, 2, neuron=True)
+    x = net.flatten("flatten", x)
+    x = net.linear("fc1", x, 32, neuron=True)
+    net.linear("fc2", x, 10, neuron=False)
+
+
+_BUILDERS = {"resnet18": _build_resnet18, "small_cnn": _build_small_cnn, "vgg_small": _build_vgg_small,
+             "vsa_cifar10": _build_vsa_cifar10, "vsa_mnist": _build_vsa_mnist,
+             "small_vsa": _build_small_vsa}
 
 
 # ----------------------------------------------------------------------------- numerics
@@ -303,28 +446,29 @@ def _windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
-           groups: int) -> np.ndarray:
-    """Plain grouped 2-D convolution (cross-correlation), float32: x (B, C, H, W), w (C_o, C/g, kh, kw)
-    -> (B, C_o, H_o, W_o). For 0/1 inputs and +-1 weights every sum is an exact integer."""
-    x = np.asarray(x, dtype=np.float32)
+           groups: int, dtype: Any = np.float32) -> np.ndarray:
+    """Plain grouped 2-D convolution (cross-correlation) in ``dtype``: x (B, C, H, W),
+    w (C_o, C/g, kh, kw) -> (B, C_o, H_o, W_o). Integer-valued operands give exact integer sums
+    while every partial sum stays below 2^24 (float32) or 2^53 (float64)."""
+    x = np.asarray(x, dtype=dtype)
     co, cg, kh, kw = w.shape
     win = _windows(x, (kh, kw), stride, padding)
     b, _, ho, wo = win.shape[:4]
-    out = np.empty((b, ho, wo, co), dtype=np.float32)
+    out = np.empty((b, ho, wo, co), dtype=dtype)
     cog = co // groups
     for g in range(groups):
         patches = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, cg * kh * kw)
-        wg = np.ascontiguousarray(w[g * cog:(g + 1) * cog].reshape(cog, -1).T, dtype=np.float32)
+        wg = np.ascontiguousarray(w[g * cog:(g + 1) * cog].reshape(cog, -1).T, dtype=dtype)
         out[..., g * cog:(g + 1) * cog] = (patches @ wg).reshape(b, ho, wo, cog)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
 def if_dynamics(current: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """IF neurons (leak 0, reset by subtraction), float32: current (T, N, C, ...) and per-channel
-    thresholds (C,) -> bool spikes (T, N, C, ...)."""
-    cur = np.asarray(current, dtype=np.float32)
-    th = np.asarray(theta, dtype=np.float32).reshape((-1,) + (1,) * (cur.ndim - 3))
-    v = np.zeros(cur.shape[1:], dtype=np.float32)
+    """IF neurons (leak 0, reset by subtraction) in float64, the in-pixel layer's arithmetic:
+    current (T, N, C, ...) and per-channel thresholds (C,) -> bool spikes (T, N, C, ...)."""
+    cur = np.asarray(current, dtype=np.float64)
+    th = np.asarray(theta, dtype=np.float64).reshape((-1,) + (1,) * (cur.ndim - 3))
+    v = np.zeros(cur.shape[1:], dtype=np.float64)
     out = np.empty(cur.shape, dtype=bool)
     for t in range(cur.shape[0]):
         v += cur[t]
@@ -334,11 +478,91 @@ def if_dynamics(current: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return out
 
 
-def _channel_rates(cur: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Per-channel spike rate of IF neurons; cur (T, N, C, P), theta (C,)."""
+def _int_dtype(cur: np.ndarray) -> Any:
+    big = max(abs(int(cur.max(initial=0))), abs(int(cur.min(initial=0))))
+    return np.int32 if big < 2 ** 30 else np.int64
+
+
+def int_if_dynamics(current: np.ndarray, theta: np.ndarray,
+                    membrane_bits: int = MEMBRANE_BITS) -> tuple[np.ndarray, tuple[int, int]]:
+    """The core's IF neurons: integer currents (T, N, C, ...), integer per-channel thresholds (C,),
+    membranes saturating to signed ``membrane_bits`` integers, reset by subtraction.
+    Returns bool spikes (T, N, C, ...) and the numbers of membrane updates saturated at the top
+    and at the bottom of the range."""
+    cur = np.asarray(current)
+    dt = _int_dtype(cur)
+    lo, hi = -(2 ** (membrane_bits - 1)), 2 ** (membrane_bits - 1) - 1
+    th = np.asarray(theta, dtype=dt).reshape((-1,) + (1,) * (cur.ndim - 3))
+    v = np.zeros(cur.shape[1:], dtype=dt)
+    out = np.empty(cur.shape, dtype=bool)
+    top = bottom = 0
+    for t in range(cur.shape[0]):
+        v += cur[t].astype(dt, copy=False)
+        top += int(np.count_nonzero(v > hi))
+        bottom += int(np.count_nonzero(v < lo))
+        np.clip(v, lo, hi, out=v)
+        s = v >= th
+        v -= s * th
+        out[t] = s
+    return out, (top, bottom)
+
+
+def _int_channel_rates(cur: np.ndarray, theta: np.ndarray, membrane_bits: int = MEMBRANE_BITS) -> np.ndarray:
+    """Per-channel spike rate of the core's integer IF neurons; cur (T, N, C, P), theta (C,)."""
     t_steps, n, c, p = cur.shape
-    th = theta.astype(np.float32)[:, None]
-    v = np.zeros((n, c, p), dtype=np.float32)
+    dt = _int_dtype(cur)
+    lo, hi = -(2 ** (membrane_bits - 1)), 2 ** (membrane_bits - 1) - 1
+    th = theta.astype(dt)[:, None]
+    v = np.zeros((n, c, p), dtype=dt)
+    count = np.zeros(c, dtype=np.int64)
+    for t in range(t_steps):
+        v += cur[t].astype(dt, copy=False)
+        np.clip(v, lo, hi, out=v)
+        s = v >= th
+        v -= s * th
+        count += s.sum(axis=(0, 2))
+    return count / (t_steps * n * p)
+
+
+def _calibrate_int(cur: np.ndarray, targets: np.ndarray, membrane_bits: int = MEMBRANE_BITS) -> np.ndarray:
+    """Per-channel integer thresholds in 1..theta_max giving the target rates; cur (T, N, C, P)
+    integer currents in the layer's unit.
+
+    Bisection over the integers 1 .. 2^(membrane_bits - 1) - 1 on the real (saturating) IF rate
+    finds, per channel, the smallest threshold whose rate is at most the target and the one below
+    it; the choice between the two carries the rounding error across channels so that the layer's
+    mean rate hits its target.
+    """
+    c = cur.shape[2]
+    theta_max = 2 ** (membrane_bits - 1) - 1
+    lo = np.zeros(c, dtype=np.int64)                   # rate(lo) > target (0: virtually)
+    hi = np.full(c, theta_max + 1, dtype=np.int64)     # rate(hi) <= target (theta_max + 1: virtually)
+    while np.any(hi - lo > 1):
+        active = hi - lo > 1
+        mid = np.where(active, (lo + hi) // 2, np.minimum(hi, theta_max))
+        above = _int_channel_rates(cur, mid, membrane_bits) > targets
+        lo = np.where(active & above, mid, lo)
+        hi = np.where(active & ~above, mid, hi)
+    theta_hi = np.minimum(hi, theta_max)
+    theta_lo = np.where(lo >= 1, lo, theta_hi)
+    r_hi = _int_channel_rates(cur, theta_hi, membrane_bits)
+    r_lo = _int_channel_rates(cur, theta_lo, membrane_bits)
+    theta = theta_hi.copy()
+    carry = 0.0
+    for ch in range(c):
+        want = targets[ch] + carry
+        rate = r_hi[ch]
+        if abs(r_lo[ch] - want) < abs(r_hi[ch] - want):
+            theta[ch], rate = theta_lo[ch], r_lo[ch]
+        carry = want - rate
+    return theta
+
+
+def _channel_rates(cur: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Per-channel spike rate of float64 IF neurons; cur (T, N, C, P), theta (C,)."""
+    t_steps, n, c, p = cur.shape
+    th = theta.astype(np.float64)[:, None]
+    v = np.zeros((n, c, p), dtype=np.float64)
     count = np.zeros(c, dtype=np.int64)
     for t in range(t_steps):
         v += cur[t]
@@ -356,11 +580,11 @@ def _critical(cum: np.ndarray, x: np.ndarray, above: bool, strict: bool = True) 
     where theta crosses some S_t / k: the rate is constant between consecutive critical values.
     cum: (T, N, C, P) cumulative currents; x: (C,). Returns (C,) float64 (+-inf if none).
     """
-    xc = x.astype(np.float32)[:, None]
+    xc = x.astype(np.float64)[:, None]
     best = np.full(x.shape, np.inf if above else -np.inf)
     for t in range(cum.shape[0]):
         for k in range(1, t + 2):
-            c = cum[t] / np.float32(k)
+            c = cum[t] / k
             if above:
                 mask = (c > xc) if strict else (c >= xc)
                 best = np.minimum(best, np.where(mask, c, np.inf).min(axis=(0, 2)))
@@ -370,30 +594,36 @@ def _critical(cum: np.ndarray, x: np.ndarray, above: bool, strict: bool = True) 
 
 
 def _midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return ((a.astype(np.float64) + b.astype(np.float64)) / 2.0).astype(np.float32)
+    return (a.astype(np.float64) + b.astype(np.float64)) / 2.0
+
+
+def _as_stored(theta: np.ndarray) -> np.ndarray:
+    """A threshold as the trace stores it (float32), back in float64."""
+    return np.asarray(theta, dtype=np.float32).astype(np.float64)
 
 
 def _calibrate(cur: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per-channel thresholds (float32, > 0) giving the target rates; cur (T, N, C, P).
+    """Per-channel float32 thresholds (> 0) giving the target rates; cur (T, N, C, P) float64.
+    For the in-pixel layer, whose currents are real numbers.
 
     Bisection on the real IF rate brackets each channel's target between two plateaus of the
     rate-versus-threshold step function; each candidate threshold is then moved to the middle of
     its plateau (far from every tie v == theta, so any faithful re-implementation gives the same
     spikes). Thresholds stay above half the smallest positive input, so one input event never
-    makes a neuron fire on its own for several steps. The choice between the two candidates
-    carries the rounding error across channels so that the layer's mean rate hits its target.
+    makes a neuron fire on its own for several steps. The choice between the two candidates (as
+    stored, in float32) carries the rounding error across channels so that the layer's mean rate
+    hits its target.
     """
     c = cur.shape[2]
-    cum = np.cumsum(cur, axis=0, dtype=np.float32)
-    smallest = np.where(cur > 0, cur, np.float32(np.inf)).min(axis=(0, 1, 3))
+    cum = np.cumsum(cur, axis=0, dtype=np.float64)
+    smallest = np.where(cur > 0, cur, np.inf).min(axis=(0, 1, 3))
     silent = ~np.isfinite(smallest)  # no positive input: never fires at any threshold > 0
-    lo0 = np.where(silent, np.float32(0.5), smallest / np.float32(2)).astype(np.float32)
+    lo0 = np.where(silent, 0.5, smallest / 2)
     first = _critical(cum, lo0, above=True)
-    theta_max = np.where(np.isfinite(first), _midpoint(lo0, np.where(np.isfinite(first), first, 0)),
-                         2 * lo0).astype(np.float32)
+    theta_max = np.where(np.isfinite(first), _midpoint(lo0, np.where(np.isfinite(first), first, 0)), 2 * lo0)
     reachable = (_channel_rates(cur, theta_max) > targets) & ~silent
 
-    hi = (np.maximum(cum.max(axis=(0, 1, 3)), lo0) * np.float32(1.001) + np.float32(1e-6)).astype(np.float32)
+    hi = np.maximum(cum.max(axis=(0, 1, 3)), lo0) * 1.001 + 1e-6
     lo = lo0.copy()
     for _ in range(_BISECTION_STEPS):
         mid = _midpoint(lo, hi)
@@ -404,14 +634,14 @@ def _calibrate(cur: np.ndarray, targets: np.ndarray) -> np.ndarray:
     b = np.where(at_floor, _critical(cum, lo, above=True, strict=True),
                  _critical(cum, lo, above=True, strict=False))
     b_ok = np.isfinite(b)
-    bf = np.where(b_ok, b, hi).astype(np.float32)
+    bf = np.where(b_ok, b, hi)
     nxt = _critical(cum, bf, above=True)
     prev = np.maximum(_critical(cum, bf, above=False), lo0)
     theta_hi = np.where(np.isfinite(nxt), _midpoint(bf, np.where(np.isfinite(nxt), nxt, 0)), 2 * bf)
-    theta_hi = np.where(b_ok, theta_hi, hi).astype(np.float32)
-    theta_lo = np.where(b_ok & (bf > lo0), _midpoint(prev, bf), theta_hi).astype(np.float32)
-    theta_hi = np.where(reachable, theta_hi, theta_max).astype(np.float32)
-    theta_lo = np.where(reachable, theta_lo, theta_max).astype(np.float32)
+    theta_hi = np.where(b_ok, theta_hi, hi)
+    theta_lo = np.where(b_ok & (bf > lo0), _midpoint(prev, bf), theta_hi)
+    theta_hi = _as_stored(np.where(reachable, theta_hi, theta_max))
+    theta_lo = _as_stored(np.where(reachable, theta_lo, theta_max))
 
     r_hi = _channel_rates(cur, theta_hi)
     r_lo = _channel_rates(cur, theta_lo)
@@ -438,6 +668,17 @@ def _binary_weights(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return np.where(rng.random(shape) < 0.5, np.float32(-1.0), np.float32(1.0)).astype(np.float32)
 
 
+def _encoding_levels(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Integer sign-magnitude weight levels (C_o, C, kh, kw) in -127..127 for an encoding layer:
+    Laplace-distributed, each channel's mean removed (edge-like filters), scaled so that each
+    channel's largest magnitude is exactly 127."""
+    levels = 2 ** (ENCODING_WEIGHT_BITS - 1) - 1
+    w = rng.laplace(0.0, 1.0, shape)
+    w -= w.mean(axis=tuple(range(1, w.ndim)), keepdims=True)
+    peak = np.abs(w).max(axis=tuple(range(1, w.ndim)), keepdims=True)
+    return np.rint(w / peak * levels).astype(np.int64)
+
+
 def _check_topology(topology: Any) -> str:
     if not isinstance(topology, str) or topology not in TOPOLOGIES:
         raise UsageError("unknown topology", key="topology", expected=f"one of {', '.join(TOPOLOGIES)}",
@@ -447,7 +688,10 @@ def _check_topology(topology: Any) -> str:
 
 def build_topology(topology: str, *, out_channels: int = 64, image_size: int | None = None,
                    first_layer_weight_bits: int = 4) -> list[Layer]:
-    """The checked layer graph of a topology (shapes filled in, thresholds not yet calibrated)."""
+    """The checked layer graph of a topology (shapes filled in, thresholds not yet calibrated).
+
+    ``out_channels`` and ``first_layer_weight_bits`` shape the in-pixel ``conv0``; the topologies
+    in :data:`ENCODING_TOPOLOGIES` ignore them (their 8-bit encoding layer is fixed)."""
     topology = _check_topology(topology)
     out_channels = _check_int("out_channels", out_channels, 1)
     bits = _check_int("first_layer_weight_bits", first_layer_weight_bits, 1)
@@ -461,7 +705,7 @@ def build_topology(topology: str, *, out_channels: int = 64, image_size: int | N
         raise UsageError(f"image_size too small for {topology}", key="image_size",
                          expected=f"an integer >= {minimum}", found=repr(image_size),
                          suggestion=f"the default for {topology} is {_DEFAULT_IMAGE_SIZE[topology]}")
-    shape = (3, int(image_size), int(image_size))
+    shape = (_INPUT_CHANNELS.get(topology, 3), int(image_size), int(image_size))
     net = _Net(shape)
     _BUILDERS[topology](net, out_channels, bits)
     check_graph(net.layers, shape)
@@ -470,25 +714,35 @@ def build_topology(topology: str, *, out_channels: int = 64, image_size: int | N
 
 # ----------------------------------------------------------------------------- the generator
 
-def synthesize(topology: str, *, samples: int, time_steps: int, out_channels: int = 64,
+def synthesize(topology: str, *, samples: int, time_steps: int | None = None, out_channels: int = 64,
                image_size: int | None = None, seed: int = 0, target_rate: float = 0.1,
                first_layer_rate: float | None = None, first_layer_weight_bits: int = 4,
-               rate_spread: float = DEFAULT_RATE_SPREAD, store_weights: bool | None = None) -> Workload:
-    """A spike trace of an untrained, activity-calibrated SNN on real photos.
+               rate_spread: float = DEFAULT_RATE_SPREAD, store_weights: bool | None = None,
+               membrane_bits: int = MEMBRANE_BITS) -> Workload:
+    """A spike trace of an untrained, activity-calibrated SNN on real images.
 
-    ``topology`` is a key of :data:`TOPOLOGIES`. ``conv0`` is the in-pixel layer (kernel 4,
-    stride 4, ``out_channels`` channels, weights quantised to ``first_layer_weight_bits``
-    sign-magnitude bits, transfer curve of the P2M pixel); every later synaptic layer has random
-    +-1 weights. Thresholds are calibrated so that ``conv0`` fires at ``first_layer_rate``
-    (default ``target_rate``) and every other recorded layer at ``target_rate``, each channel at
-    a log-normally spread rate (sigma ``rate_spread``; 0 = all channels alike).
+    ``topology`` is a key of :data:`TOPOLOGIES`. In the in-pixel topologies ``conv0`` is the
+    in-pixel layer (kernel 4, stride 4, ``out_channels`` channels, weights quantised to
+    ``first_layer_weight_bits`` sign-magnitude bits, transfer curve of the P2M pixel); in
+    :data:`ENCODING_TOPOLOGIES` it is a digital 8-bit encoding layer (3x3, padding 1) of fixed
+    width, and ``out_channels`` and ``first_layer_weight_bits`` are ignored. Every later synaptic
+    layer has random +-1 weights. Every layer after the sensor computes with the core's integer
+    arithmetic (``membrane_bits``-bit saturating membranes, integer thresholds in the layer's
+    current unit).
+    Thresholds are calibrated so that ``conv0`` fires at ``first_layer_rate`` (default
+    ``target_rate``) and every other recorded layer at ``target_rate``, each channel at a
+    log-normally spread rate (sigma ``rate_spread``; 0 = all channels alike).
 
-    ``store_weights``: True stores every layer's weights, False only ``conv0``'s; None (default)
-    stores all when the network has at most :data:`WEIGHT_STORE_LIMIT` parameters.
-    Deterministic for a given seed (and photo set).
+    ``membrane_bits`` is the core's membrane width the trace is made for (thresholds are capped
+    at 2^(membrane_bits - 1) - 1 and saturation is modelled; a wide encoding layer's spikes can
+    depend on it). ``time_steps`` defaults to 8 for the VSA topologies and 1 otherwise. ``store_weights``: True
+    or None (default) stores every layer's weights (binary ones are packed by the writer), False
+    only ``conv0``'s. Deterministic for a given seed (and image set).
     """
     topology = _check_topology(topology)
     samples = _check_int("samples", samples, 1)
+    if time_steps is None:
+        time_steps = _DEFAULT_TIME_STEPS.get(topology, 1)
     time_steps = _check_int("time_steps", time_steps, 1)
     out_channels = _check_int("out_channels", out_channels, 1)
     seed = _check_int("seed", seed, 0)
@@ -500,25 +754,41 @@ def synthesize(topology: str, *, samples: int, time_steps: int, out_channels: in
         raise UsageError("rate_spread out of range", key="rate_spread",
                          expected="a number in [0, 3] (log-normal sigma of the channel rates)",
                          found=repr(rate_spread))
+    membrane_bits = _check_int("membrane_bits", membrane_bits, 2)
+    if membrane_bits > 32:
+        raise UsageError("membrane_bits out of range", key="membrane_bits", expected="an integer in 2..32",
+                         found=repr(membrane_bits))
     if store_weights is not None and not isinstance(store_weights, bool):
         raise UsageError("store_weights must be True, False or None", key="store_weights",
-                         expected="True, False or None (automatic)", found=repr(store_weights))
+                         expected="True, False or None (all weights)", found=repr(store_weights))
     layers = build_topology(topology, out_channels=out_channels, image_size=image_size,
                             first_layer_weight_bits=bits)
     image_size = layers[0].in_shape[1]
+    encoding = topology in ENCODING_TOPOLOGIES
 
-    images, image_names, photo_names = _images(samples, image_size, seed)
-    weights, thresholds, spikes, achieved, targets, per_step = _forward(
-        layers, images, time_steps, seed, target_rate, first_rate, bits, float(rate_spread))
+    inputs = _inputs(topology, samples, image_size, seed)
+    weights, thresholds, spikes, stats = _forward(
+        layers, inputs.images, time_steps, seed, target_rate, first_rate, bits, float(rate_spread),
+        membrane_bits)
 
-    n_params = sum(w.size for w in weights.values())
-    keep_all = n_params <= WEIGHT_STORE_LIMIT if store_weights is None else store_weights
+    keep_all = store_weights is None or store_weights
     stored = weights if keep_all else {"conv0": weights["conv0"]}
     for layer in layers:
         if layer.neuron is not None and layer.name in thresholds:
             layer.neuron.threshold = round(float(np.mean(thresholds[layer.name], dtype=np.float64)), 6)
 
     packed = {name: pack_spikes(np.swapaxes(s, 0, 1)) for name, s in spikes.items()}
+    achieved = stats["achieved"]
+    first = layers[0]
+    if encoding:
+        first_desc = (f"conv0: digital encoding layer, {INPUT_BITS}-bit unsigned inputs x_q = round(255 x) "
+                      f"times {ENCODING_WEIGHT_BITS}-bit sign-magnitude weights w_q in -127..127 "
+                      "(Laplace draws, channel mean removed, largest magnitude 127, channel polarity "
+                      "chosen so that the channel can fire), stored as w = w_q * 255 / 2^15 "
+                      "(scale alpha = 127 * 255 / 2^15, current unit 2^-15)")
+    else:
+        first_desc = ("conv0: uniform in [-1, 1], sign-magnitude quantised, channel polarity chosen so "
+                      "that the channel can fire")
     provenance = {
         "generator": GENERATOR,
         "generator_version": GENERATOR_VERSION,
@@ -530,45 +800,62 @@ def synthesize(topology: str, *, samples: int, time_steps: int, out_channels: in
         "samples": samples,
         "time_steps": time_steps,
         "image_size": image_size,
-        "out_channels": out_channels,
-        "first_layer_weight_bits": bits,
+        "out_channels": first.out_shape[0],
+        "first_layer": "digital encoding layer (core)" if encoding else "in-pixel (P2M sensor)",
+        "first_layer_weight_bits": first.weight_bits,
         "target_rate": target_rate,
         "first_layer_rate": first_rate,
         "rate_spread": float(rate_spread),
         "achieved_rates": achieved,
         "achieved_rate_mean": round(float(np.mean(list(achieved.values()))), 5),
-        "achieved_rates_per_step": per_step,
-        "target_rates": targets,
-        "neuron": "IF, leak 0, reset by subtraction, per-channel thresholds, float32 arithmetic "
-                  "in the order v += I; spike = v >= theta; v -= spike * theta",
+        "achieved_rates_per_step": stats["per_step"],
+        "target_rates": stats["targets"],
+        "neuron": "IF, leak 0, reset by subtraction, per-channel thresholds",
+        "arithmetic": {
+            "core_layers": f"integer currents in the layer's unit u, integer thresholds theta / u, "
+                           f"membranes signed {membrane_bits}-bit saturating: v = clip(v + I); "
+                           "spike = v >= theta; v -= spike * theta (docs/verify.md)",
+            "units": "binary conv/linear: u = weight scale (1); encoding layer: u = alpha / "
+                     "((2^8 - 1)(2^7 - 1)) = 2^-15; avgpool: u = 1 / kernel elements; maxpool, add: u = 1",
+            "membrane_bits": membrane_bits,
+            "input_bits": INPUT_BITS if encoding else None,
+            "in_pixel_layer": None if encoding else
+            "float64: v += I (the P2M output, float32); spike = v >= theta (float32); v -= theta",
+            "saturated_updates": stats["saturated"],
+        },
         "encoding": "direct: the same analog image at every time step",
-        "weights": "conv0: uniform in [-1, 1], sign-magnitude quantised, channel polarity chosen so "
-                   "that the channel can fire; other synaptic layers: random +-1 (scale 1)",
+        "weights": first_desc + "; other synaptic layers: random +-1 (scale 1)",
         "weights_stored": sorted(stored),
         "calibration": "per-channel threshold by bisection on the T-step IF rate of the channel's "
-                       "currents over all samples; channel targets log-normal around the layer "
-                       "target; rounding error carried across channels",
-        "transfer_curve": {"source": "Datta et al., Sci. Rep. 12:14396 (2022), "
-                                     "github.com/godatta/In-Pixel-constrained-models",
-                           "coefficients": COEFFICIENTS},
-        "images": image_names,
-        "image_sources": {name: _PHOTO_SOURCES[name] for name in photo_names},
-        "image_preprocessing": "square crop, area (box-filter) resize, scaled to [0, 1], channels first",
-        "software": _software_versions(),
+                       "currents over all samples (over the integers for core layers); channel targets "
+                       "log-normal around the layer target; rounding error carried across channels",
+        "images": inputs.names,
+        "image_sources": inputs.sources,
+        "image_preprocessing": inputs.preprocessing,
+        "software": _software_versions(digits=topology == "vsa_mnist"),
     }
+    if not encoding:
+        provenance["transfer_curve"] = {"source": "Datta et al., Sci. Rep. 12:14396 (2022), "
+                                                  "github.com/godatta/In-Pixel-constrained-models",
+                                        "coefficients": COEFFICIENTS}
+    else:
+        provenance["ignored_arguments"] = ("out_channels and first_layer_weight_bits (the encoding "
+                                           "layer of this topology is fixed)")
     if not keep_all:
+        n_params = sum(w.size for w in weights.values())
         provenance["weights_note"] = (
             f"{n_params} parameters: only conv0's weights are stored; the others are regenerated "
             "bit-exactly by synthesize(..., store_weights=True) with the same arguments")
-    return Workload(layers=layers, input=images, packed_spikes=packed, time_steps=time_steps,
-                    model=topology, dataset=DATASET, encoding="direct", weights=stored,
+    return Workload(layers=layers, input=inputs.images, packed_spikes=packed, time_steps=time_steps,
+                    model=topology, dataset=inputs.dataset, encoding="direct", weights=stored,
                     thresholds=thresholds, provenance=provenance)
 
 
 def _forward(layers: list[Layer], images: np.ndarray, steps: int, seed: int, target_rate: float,
-             first_rate: float, bits: int, spread: float):
+             first_rate: float, bits: int, spread: float, membrane_bits: int = MEMBRANE_BITS):
     """Run and calibrate the network; returns weights, thresholds, spikes (T, N, *shape) per
-    spiking layer, achieved and target rates per recorded layer, achieved rates per step."""
+    spiking layer, and statistics: achieved and target rates per recorded layer, achieved rates
+    per step, saturated membrane updates per layer (where any)."""
     n = images.shape[0]
     weights: dict[str, np.ndarray] = {}
     thresholds: dict[str, np.ndarray] = {}
@@ -576,6 +863,7 @@ def _forward(layers: list[Layer], images: np.ndarray, steps: int, seed: int, tar
     achieved: dict[str, float] = {}
     targets: dict[str, float] = {}
     per_step: dict[str, list[float]] = {}
+    saturated: dict[str, dict[str, int]] = {}
 
     def flat(name: str) -> np.ndarray:  # (T*N, *shape), time-major
         s = spikes[name]
@@ -585,7 +873,8 @@ def _forward(layers: list[Layer], images: np.ndarray, steps: int, seed: int, tar
         rate = first_rate if layer.name == "conv0" else target_rate
         c = layer.out_shape[0]
         ch_targets = _channel_targets(rate, c, spread, _rng(seed, index, 1)) if layer.neuron else None
-        if layer.name == "conv0":
+        unit: Any = 1.0
+        if layer.inputs == ["input"] and layer.extra.get("in_pixel"):
             w = quantize_weights(_rng(seed, index, 0).uniform(-1.0, 1.0, layer.weight_shape), bits)
             cur0 = p2m_conv2d(images, w, layer.stride[0])
             # Polarity: a channel whose upper-quantile current is not positive cannot fire at a
@@ -596,46 +885,69 @@ def _forward(layers: list[Layer], images: np.ndarray, steps: int, seed: int, tar
                 w[flip] = -w[flip]
                 cur0 = p2m_conv2d(images, w, layer.stride[0])
             weights[layer.name] = w
-            current = np.broadcast_to(cur0, (steps, *cur0.shape))
-        elif layer.op in ("conv2d", "linear"):
-            w = _binary_weights(layer.weight_shape, _rng(seed, index, 0))
-            weights[layer.name] = w
-            if layer.neuron is None:
-                continue  # the classifier output: not recorded
-            x = flat(layer.inputs[0])
-            if layer.op == "conv2d":
-                current = conv2d(x, w, layer.stride, layer.padding, layer.groups)
-            else:
-                current = np.asarray(x, dtype=np.float32) @ w.T
-            current = current.reshape(steps, n, *current.shape[1:])
-        elif layer.op == "add":
-            current = sum(spikes[s].astype(np.float32) for s in layer.inputs)
-        elif layer.op in ("avgpool", "maxpool"):
-            win = _windows(flat(layer.inputs[0]), layer.kernel, layer.stride, layer.padding)
-            if layer.op == "maxpool" and layer.neuron is None:
-                spikes[layer.name] = win.any(axis=(-2, -1)).reshape(steps, n, *layer.out_shape)
+            cur4 = np.broadcast_to(cur0.astype(np.float64).reshape(1, n, c, -1), (steps, n, c, cur0[0, 0].size))
+            theta = _calibrate(cur4, ch_targets)
+            s = if_dynamics(cur4, theta).reshape(steps, n, *layer.out_shape)
+            thresholds[layer.name] = theta
+        else:
+            if layer.inputs == ["input"]:  # the digital encoding layer
+                levels = 2 ** (ENCODING_WEIGHT_BITS - 1) - 1
+                wq = _encoding_levels(layer.weight_shape, _rng(seed, index, 0))
+                xq = np.rint(images.astype(np.float64) * (2 ** INPUT_BITS - 1))
+                cur0 = np.rint(conv2d(xq, wq, layer.stride, layer.padding, layer.groups,
+                                      dtype=np.float64)).astype(np.int64)
+                q = np.array([np.quantile(cur0[:, ch], 1.0 - ch_targets[ch]) for ch in range(c)])
+                flip = q <= 0
+                wq[flip] = -wq[flip]
+                cur0[:, flip] = -cur0[:, flip]
+                scale = levels * (2 ** INPUT_BITS - 1) * _ENCODING_UNIT  # alpha, exact in float32
+                weights[layer.name] = (wq * (scale / levels)).astype(np.float32)
+                unit = _ENCODING_UNIT
+                current = np.broadcast_to(cur0, (steps, *cur0.shape))
+            elif layer.op in ("conv2d", "linear"):
+                w = _binary_weights(layer.weight_shape, _rng(seed, index, 0))
+                weights[layer.name] = w
+                if layer.neuron is None:
+                    continue  # the classifier output: not recorded
+                x = flat(layer.inputs[0])
+                if layer.op == "conv2d":
+                    current = conv2d(x, w, layer.stride, layer.padding, layer.groups)
+                else:
+                    current = np.asarray(x, dtype=np.float32) @ w.T
+                # 0/1 inputs and +-1 weights: exact integers in float32 (|sum| < 2^24)
+                current = current.astype(np.int32).reshape(steps, n, *current.shape[1:])
+            elif layer.op == "add":
+                current = sum(spikes[s].astype(np.int32) for s in layer.inputs)
+            elif layer.op in ("avgpool", "maxpool"):
+                win = _windows(flat(layer.inputs[0]), layer.kernel, layer.stride, layer.padding)
+                if layer.op == "maxpool" and layer.neuron is None:
+                    spikes[layer.name] = win.any(axis=(-2, -1)).reshape(steps, n, *layer.out_shape)
+                    continue
+                if layer.op == "maxpool":
+                    current = win.max(axis=(-2, -1)).astype(np.int32)
+                else:  # spike count in the window, unit 1 / kernel elements
+                    current = win.sum(axis=(-2, -1), dtype=np.int32)
+                    unit = 1.0 / math.prod(layer.kernel)
+                current = current.reshape(steps, n, *layer.out_shape)
+            elif layer.op == "flatten":
+                spikes[layer.name] = spikes[layer.inputs[0]].reshape(steps, n, -1)
                 continue
-            if layer.op == "maxpool":
-                current = win.max(axis=(-2, -1)).astype(np.float32)
-            else:
-                area = np.float32(math.prod(layer.kernel))
-                current = win.sum(axis=(-2, -1), dtype=np.float32) / area
-            current = current.reshape(steps, n, *layer.out_shape)
-        elif layer.op == "flatten":
-            spikes[layer.name] = spikes[layer.inputs[0]].reshape(steps, n, -1)
-            continue
-        else:  # pragma: no cover - the builders emit only the ops above
-            raise AssertionError(layer.op)
+            else:  # pragma: no cover - the builders emit only the ops above
+                raise AssertionError(layer.op)
+            cur4 = np.asarray(current).reshape(steps, n, c, -1)
+            theta_int = _calibrate_int(cur4, ch_targets, membrane_bits)
+            s, (top, bottom) = int_if_dynamics(cur4, theta_int, membrane_bits)
+            s = s.reshape(steps, n, *layer.out_shape)
+            thresholds[layer.name] = (theta_int * unit).astype(np.float32)
+            if top or bottom:
+                saturated[layer.name] = {"above": top, "below": bottom}
 
-        cur4 = np.asarray(current, dtype=np.float32).reshape(steps, n, c, -1)
-        theta = _calibrate(cur4, ch_targets)
-        s = if_dynamics(cur4, theta).reshape(steps, n, *layer.out_shape)
         spikes[layer.name] = s
-        thresholds[layer.name] = theta
         achieved[layer.name] = round(float(s.mean(dtype=np.float64)), 5)
         per_step[layer.name] = [round(float(x), 5) for x in s.reshape(steps, -1).mean(axis=1, dtype=np.float64)]
         targets[layer.name] = rate
-    return weights, thresholds, spikes, achieved, targets, per_step
+    stats = {"achieved": achieved, "targets": targets, "per_step": per_step, "saturated": saturated}
+    return weights, thresholds, spikes, stats
 
 
 def _snnsim_version() -> str:
@@ -644,7 +956,7 @@ def _snnsim_version() -> str:
     return __version__
 
 
-def _software_versions() -> dict[str, str]:
+def _software_versions(digits: bool = False) -> dict[str, str]:
     import matplotlib
 
     versions = {"numpy": np.__version__, "matplotlib": matplotlib.__version__}
@@ -654,10 +966,10 @@ def _software_versions() -> dict[str, str]:
         versions["pillow"] = PIL.__version__
     except ImportError:  # pragma: no cover - matplotlib requires Pillow
         pass
-    try:
-        import skimage
-
-        versions["scikit-image"] = skimage.__version__
-    except ImportError:
-        pass
+    modules = (("scikit-image", "skimage"), ("scikit-learn", "sklearn")) if digits else (("scikit-image", "skimage"),)
+    for name, module in modules:
+        try:
+            versions[name] = __import__(module).__version__
+        except ImportError:
+            pass
     return versions

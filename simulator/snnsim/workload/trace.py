@@ -97,10 +97,11 @@ class Workload:
         return flat.reshape(self.samples, self.time_steps, *layer.out_shape)
 
     def spike_counts(self, name: str) -> np.ndarray:
-        """Spikes per (sample, step) of a layer, int64, from the packed bits."""
-        packed = self.packed_spikes[name]
-        table = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1)
-        return table[packed].sum(axis=-1, dtype=np.int64)
+        """Spikes per (sample, step) of a layer, int64, counted from the packed bits (cached)."""
+        cache = self.__dict__.setdefault("_spike_counts", {})
+        if name not in cache:
+            cache[name] = np.bitwise_count(self.packed_spikes[name]).sum(axis=-1, dtype=np.int64)
+        return cache[name]
 
     def manifest(self) -> dict[str, Any]:
         return {
