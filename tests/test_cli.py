@@ -176,3 +176,36 @@ def test_usage_errors_exit_2(tiny_hw_files, tiny_trace, capsys):
     assert code == 2 and "key.path=value" in err
     code, _, err = run(["info"], capsys)
     assert code == 2
+
+
+def test_verify_verb_and_run_verify(tmp_path, capsys):
+    from snnsim.workload.synth import synthesize
+    from snnsim.workload.trace import load_workload, save_workload
+
+    good = tmp_path / "good.npz"
+    save_workload(synthesize("small_vsa", samples=2, time_steps=3, seed=1), good)
+    code, out, err = run(["verify", good, "--format", "table"], capsys)
+    assert code == 0, err
+    assert "OK" in out
+    # flip one recorded spike of the second layer
+    wl = load_workload(good)
+    name = wl.layers[1].name
+    wl.packed_spikes[name] = wl.packed_spikes[name].copy()
+    wl.packed_spikes[name][0, 0, 0] ^= 0x80
+    bad = tmp_path / "bad.npz"
+    save_workload(wl, bad)
+    code, out, _ = run(["verify", bad, "--format", "json"], capsys)
+    assert code == 1
+    checks = {c["name"]: c for c in json.loads(out)["layers"]}
+    assert checks[name]["status"] == "mismatch"
+    first = checks[name]["first_mismatch"]
+    assert (first["sample"], first["step"], first["neuron"]) == (0, 0, 0)
+    hw = tmp_path / "hw.yaml"
+    import yaml
+
+    hw.write_text(yaml.safe_dump({"sensor": {"kind": "conventional", "pixel_rows": 64, "pixel_cols": 64},
+                                  "link": {}, "core": {"weight_bits": 1}}))
+    code, _, err = run(["run", hw, bad, "--verify", "--format", "json"], capsys)
+    assert code == 1 and "disagrees" in err
+    code, _, err = run(["run", hw, good, "--verify", "--format", "json"], capsys)
+    assert code == 0, err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from snnsim.errors import UsageError
 from snnsim.hw.pixel_curve import p2m_conv2d, pixel_response, quantize_weights
-from snnsim.workload.synth import TOPOLOGIES, build_topology, synthesize
+from snnsim.workload.synth import ENCODING_TOPOLOGIES, TOPOLOGIES, build_topology, synthesize
 from snnsim.workload.trace import load_workload, save_workload
 
 # Coefficients written out again (Datta et al., Sci. Rep. 2022), independent of the module.
@@ -14,11 +14,17 @@ COEF = dict(p00=0.1694, p01=0.422378, p10=0.25498, p11=0.072789, p20=-0.17645, p
             p30=-0.09217)
 
 SMALL = dict(samples=2, time_steps=3, out_channels=4, seed=3, target_rate=0.1, first_layer_rate=0.15)
+SMALL_VSA = dict(samples=2, time_steps=4, seed=5, target_rate=0.1)
 
 
 @pytest.fixture(scope="module")
 def small():
     return synthesize("small_cnn", **SMALL)
+
+
+@pytest.fixture(scope="module")
+def small_vsa():
+    return synthesize("small_vsa", **SMALL_VSA)
 
 
 # ----------------------------------------------------------------------------- references
@@ -76,21 +82,40 @@ def ref_conv(x, w, stride, pad, groups):
     return out
 
 
-def ref_if(current, thresholds):
-    """current (T, N, C, ...) float; scalar float32 loop in the documented order."""
+def ref_if(current, thresholds, dtype=np.float32):
+    """current (T, N, C, ...) float; scalar loop in the documented order, in ``dtype``."""
     t_steps = current.shape[0]
     flat = current.reshape(t_steps, current.shape[1], current.shape[2], -1)
     out = np.zeros(flat.shape, dtype=bool)
     for n in range(flat.shape[1]):
         for c in range(flat.shape[2]):
-            th = np.float32(thresholds[c])
+            th = dtype(np.float32(thresholds[c]))
             for p in range(flat.shape[3]):
-                v = np.float32(0.0)
+                v = dtype(0.0)
                 for t in range(t_steps):
-                    v = np.float32(v + np.float32(flat[t, n, c, p]))
+                    v = dtype(v + dtype(flat[t, n, c, p]))
                     if v >= th:
                         out[t, n, c, p] = True
-                        v = np.float32(v - th)
+                        v = dtype(v - th)
+    return out.reshape(current.shape)
+
+
+def ref_int_if(current, thresholds, bits=16):
+    """Integer IF with a saturating signed ``bits`` membrane; plain Python integers."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    t_steps = current.shape[0]
+    flat = current.reshape(t_steps, current.shape[1], current.shape[2], -1)
+    out = np.zeros(flat.shape, dtype=bool)
+    for n in range(flat.shape[1]):
+        for c in range(flat.shape[2]):
+            th = int(thresholds[c])
+            for p in range(flat.shape[3]):
+                v = 0
+                for t in range(t_steps):
+                    v = min(max(v + int(flat[t, n, c, p]), lo), hi)
+                    if v >= th:
+                        out[t, n, c, p] = True
+                        v -= th
     return out.reshape(current.shape)
 
 
@@ -225,7 +250,7 @@ def test_in_pixel_layer_matches_loop_reference(small):
     layer = small.layer("conv0")
     current = ref_p2m(small.input, small.weights["conv0"], layer.stride[0]).astype(np.float32)
     current = np.broadcast_to(current, (small.time_steps, *current.shape))
-    want = ref_if(current, small.thresholds["conv0"])
+    want = ref_if(current, small.thresholds["conv0"], dtype=np.float64)
     np.testing.assert_array_equal(spikes_tn(small, "conv0"), want)
 
 
@@ -321,3 +346,123 @@ def test_without_scikit_image_uses_matplotlib_photo_only(monkeypatch):
     images = wl.provenance["images"]
     assert images[0].startswith("grace_hopper (centre") and images[1].startswith("grace_hopper (crop")
     assert list(wl.provenance["image_sources"]) == ["grace_hopper"]
+
+
+# ----------------------------------------------------------------------------- integer thresholds, VSA
+
+def test_core_thresholds_are_integers_in_their_unit(small):
+    for layer in small.layers:
+        if layer.neuron is None or layer.name == "conv0":
+            continue
+        th = small.thresholds[layer.name].astype(np.float64)
+        unit = 1.0 / np.prod(layer.kernel) if layer.op == "avgpool" else 1.0
+        levels = th / unit
+        np.testing.assert_array_equal(levels, np.round(levels))
+        assert levels.min() >= 1 and levels.max() <= 2 ** 15 - 1, layer.name
+    # The in-pixel layer keeps real-valued thresholds.
+    th0 = small.thresholds["conv0"].astype(np.float64)
+    assert np.any(th0 != np.round(th0))
+
+
+def test_vsa_graph_shapes_and_defaults():
+    by = {x.name: x for x in build_topology("vsa_cifar10")}
+    assert [x.name for x in by.values()] == ["conv0", "conv1", "pool1", "conv2", "pool2", "conv3", "pool3",
+                                             "flatten", "fc1", "fc2"]
+    assert by["conv0"].in_shape == (3, 32, 32) and by["conv0"].out_shape == (64, 32, 32)
+    assert by["conv0"].kernel == (3, 3) and by["conv0"].padding == (1, 1) and by["conv0"].weight_bits == 8
+    assert not by["conv0"].extra.get("in_pixel")
+    assert by["conv1"].out_shape == (128, 32, 32) and by["conv2"].out_shape == (256, 16, 16)
+    assert by["conv3"].out_shape == (256, 8, 8) and by["pool3"].out_shape == (256, 4, 4)
+    assert all(by[f"pool{i}"].neuron is None and by[f"pool{i}"].op == "maxpool" for i in (1, 2, 3))
+    assert by["fc1"].weight_shape == (512, 4096) and by["fc1"].neuron is not None
+    assert by["fc2"].weight_shape == (10, 512) and by["fc2"].neuron is None
+    assert all(by[n].weight_bits == 1 for n in ("conv1", "conv2", "conv3", "fc1", "fc2"))
+    by = {x.name: x for x in build_topology("vsa_mnist", out_channels=7, first_layer_weight_bits=3)}
+    assert by["conv0"].in_shape == (1, 28, 28) and by["conv0"].out_shape == (32, 28, 28)
+    assert by["conv0"].weight_bits == 8  # out_channels and first_layer_weight_bits are ignored
+    assert by["conv1"].out_shape == (32, 28, 28) and by["conv2"].out_shape == (64, 14, 14)
+    assert by["pool2"].out_shape == (64, 7, 7) and by["fc1"].weight_shape == (256, 3136)
+    assert by["fc2"].weight_shape == (10, 256) and by["fc2"].neuron is None
+    assert set(ENCODING_TOPOLOGIES) <= set(TOPOLOGIES)
+    wl = synthesize("small_vsa", samples=1)
+    assert wl.time_steps == 8
+    assert synthesize("small_cnn", samples=1, out_channels=2).time_steps == 1
+
+
+def test_encoding_layer_weights_thresholds_and_inputs_on_the_integer_grid(small_vsa):
+    w = small_vsa.weights["conv0"].astype(np.float64)
+    levels = w * 2 ** 15 / 255
+    np.testing.assert_array_equal(levels, np.round(levels))
+    assert np.all(np.abs(levels).reshape(levels.shape[0], -1).max(axis=1) == 127)
+    th = small_vsa.thresholds["conv0"].astype(np.float64) * 2 ** 15
+    np.testing.assert_array_equal(th, np.round(th))
+    assert th.min() >= 1 and th.max() <= 2 ** 15 - 1
+    x = small_vsa.input.astype(np.float64) * 255
+    np.testing.assert_allclose(x, np.round(x), atol=1e-4)
+    assert small_vsa.provenance["arithmetic"]["membrane_bits"] == 16
+    assert small_vsa.provenance["first_layer_weight_bits"] == 8
+    assert sorted(small_vsa.weights) == ["conv0", "conv1", "conv2", "fc1", "fc2"]  # all stored
+
+
+def test_encoding_layer_matches_integer_loop_reference(small_vsa):
+    """conv0 recomputed with plain integer loops: x_q w_q sums and the saturating 16-bit IF."""
+    layer = small_vsa.layer("conv0")
+    xq = np.rint(small_vsa.input.astype(np.float64) * 255)
+    wq = np.rint(small_vsa.weights["conv0"].astype(np.float64) * 2 ** 15 / 255)
+    cur = np.rint(ref_conv(xq, wq, 1, 1, 1)).astype(np.int64)
+    cur = np.broadcast_to(cur, (small_vsa.time_steps, *cur.shape))
+    theta = np.rint(small_vsa.thresholds["conv0"].astype(np.float64) * 2 ** 15)
+    np.testing.assert_array_equal(spikes_tn(small_vsa, "conv0"), ref_int_if(cur, theta))
+    assert layer.neuron.reset == "subtract"
+    for name in ("conv1", "fc1"):
+        src = spikes_tn(small_vsa, small_vsa.layer(name).inputs[0])
+        t_steps, n = src.shape[:2]
+        x = src.reshape(t_steps * n, *src.shape[2:]).astype(np.int64)
+        w = small_vsa.weights[name]
+        cur = ref_conv(x, w, 1, 1, 1) if name == "conv1" else x @ w.T.astype(np.int64)
+        cur = cur.reshape(t_steps, n, *cur.shape[1:])
+        np.testing.assert_array_equal(spikes_tn(small_vsa, name), ref_int_if(cur, small_vsa.thresholds[name]))
+
+
+def test_small_vsa_deterministic_and_rates(small_vsa):
+    again = synthesize("small_vsa", **SMALL_VSA)
+    for name, packed in small_vsa.packed_spikes.items():
+        assert packed.tobytes() == again.packed_spikes[name].tobytes()
+    for name, w in small_vsa.weights.items():
+        assert w.tobytes() == again.weights[name].tobytes()
+    for name, rate in small_vsa.provenance["achieved_rates"].items():
+        assert 0.05 <= rate <= 0.2, (name, rate)
+
+
+def test_membrane_bits_caps_thresholds():
+    wl = synthesize("small_vsa", samples=1, time_steps=2, membrane_bits=12)
+    for name, th in wl.thresholds.items():
+        unit = 2.0 ** -15 if name == "conv0" else (0.25 if name == "avgpool" else 1.0)
+        assert np.max(np.rint(th.astype(np.float64) / unit)) <= 2 ** 11 - 1
+    assert wl.provenance["arithmetic"]["membrane_bits"] == 12
+    with pytest.raises(UsageError) as info:
+        synthesize("small_vsa", samples=1, membrane_bits=40)
+    assert info.value.key == "membrane_bits"
+
+
+def test_vsa_mnist_uses_handwritten_digits_or_says_it_does_not():
+    wl = synthesize("vsa_mnist", samples=2, time_steps=1, image_size=8)
+    assert wl.input.shape == (2, 1, 8, 8)
+    try:
+        import sklearn.datasets  # noqa: F401
+    except ImportError:
+        assert "fallback" in wl.dataset and wl.provenance["images"][0].startswith("grey")
+    else:
+        assert "digits" in wl.dataset and wl.provenance["images"][0].startswith("digit 0")
+        assert "load_digits" in wl.provenance["image_sources"]
+        assert wl.input[:, :, 0].max() == 0.0  # the frame around the digit box is background
+
+
+def test_vsa_mnist_falls_back_to_grey_photos(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    wl = synthesize("vsa_mnist", samples=2, time_steps=1, image_size=8)
+    assert "fallback" in wl.dataset and "scikit-learn not installed" in wl.dataset
+    assert wl.provenance["images"][0].startswith("grey grace_hopper")
+    assert wl.input.shape == (2, 1, 8, 8) and wl.input.std() > 0.01

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="with -o: skip the plots")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress on stderr: auto = only on a terminal and when a run takes more than a moment")
+    p.add_argument("--verify", action="store_true",
+                   help="first check the trace with the core's arithmetic (as `snnsim verify`); stop with status 1 on a mismatch")
 
     p = sub.add_parser("compare", help="simulate one workload on several chips, side by side with ratios",
                        description="Simulate TRACE on each HWCONFIG; ratios are relative to the first.")
@@ -65,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "technology tables and their sourced entries.")
     p.add_argument("trace", nargs="?", help="spike trace (.npz)")
     p.add_argument("--tech", nargs="?", const="", metavar="TABLE", help="list technology tables, or show one")
+    _format_option(p)
+
+    p = sub.add_parser("verify", help="recompute every layer's spikes with the core's arithmetic and compare",
+                       description="Recompute every layer's output spikes from its recorded inputs, weights and "
+                                   "thresholds with the core's integer arithmetic, and compare bit for bit with "
+                                   "TRACE. Exit status 0 when every recorded layer matches, 1 on any mismatch.")
+    p.add_argument("trace", help="spike trace (.npz)")
+    p.add_argument("--hwconfig", help="take membrane_bits and input_bits from this chip (default: 16 and 8)")
+    p.add_argument("--membrane-bits", type=int, help="membrane width (overrides the hwconfig)")
+    p.add_argument("--input-bits", type=int, help="encoding-layer input bits (overrides the hwconfig)")
+    _set_option(p)
     _format_option(p)
 
     p = sub.add_parser("validate", help="check hwconfigs and traces without simulating",
@@ -84,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--topology", default="resnet18", help="network topology (default resnet18; see --list)")
     s.add_argument("--list", action="store_true", help="list topologies and exit")
     s.add_argument("--samples", type=int, default=4, help="images (frames) in the trace")
-    s.add_argument("--time-steps", type=int, default=1, help="time steps T")
+    s.add_argument("--time-steps", type=int, default=None, help="time steps T (default: the topology's, 1 or 8)")
+    s.add_argument("--membrane-bits", type=int, default=None, help="membrane width the thresholds are calibrated for")
     s.add_argument("--out-channels", type=int, default=64, help="channels C_o of the in-pixel first layer")
     s.add_argument("--image-size", type=int, default=None, help="square image size in pixels (topology default)")
     s.add_argument("--seed", type=int, default=0)
@@ -174,6 +188,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.no_plots:
             names += ["energy_breakdown.png", "layer_energy.png", "layer_cycles.png", "activity.png"]
         outdir = _prepare_outdir(args.output, names, args.overwrite)
+    if args.verify:
+        from .verify import verify_workload
+
+        check = verify_workload(wl, membrane_bits=hw["core"]["membrane_bits"], input_bits=hw["core"]["input_bits"])
+        if not check.ok:
+            sys.stderr.write(check.format_table() + "\n")
+            sys.stderr.write(f"snnsim: {args.trace}: the trace disagrees with the core's arithmetic; not simulated\n")
+            return 1
     report = simulate(hw, wl, progress=_Progress(args.progress))
     if outdir is not None:
         _safe_write(outdir / "report.json", writers.to_json(report), True)
@@ -280,6 +302,45 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from .verify import verify_workload
+    from .workload.trace import load_workload
+
+    membrane_bits, input_bits = 16, 8
+    if args.hwconfig:
+        from .hwconfig import load_hardware
+
+        hw = load_hardware(args.hwconfig, args.overrides)
+        membrane_bits, input_bits = hw["core"]["membrane_bits"], hw["core"]["input_bits"]
+    elif args.overrides:
+        from .errors import UsageError
+
+        raise UsageError("--set needs --hwconfig", key="--set", expected="--hwconfig FILE with --set",
+                         found=" ".join(args.overrides))
+    membrane_bits = args.membrane_bits or membrane_bits
+    input_bits = args.input_bits or input_bits
+    wl = load_workload(args.trace)
+    result = verify_workload(wl, membrane_bits=membrane_bits, input_bits=input_bits)
+    fmt = _default_format(args.format)
+    if fmt == "json":
+        _emit(json.dumps(result.to_dict(), indent=1))
+    elif fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["layer", "op", "status", "neurons_checked", "mismatches", "arithmetic", "note"])
+        for c in result.layers:
+            w.writerow([c.name, c.op, c.status, c.neurons_checked, c.mismatches, c.arithmetic, c.note])
+        _emit(buf.getvalue())
+    else:
+        _emit(result.format_table())
+    return 0 if result.ok else 1
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .hwconfig import load_hardware
     from .workload.trace import load_workload
@@ -331,7 +392,8 @@ def cmd_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     wl = synthesize(args.topology, samples=args.samples, time_steps=args.time_steps,
                     out_channels=args.out_channels, image_size=args.image_size, seed=args.seed,
                     target_rate=args.target_rate, first_layer_rate=args.first_layer_rate,
-                    first_layer_weight_bits=args.first_layer_weight_bits)
+                    first_layer_weight_bits=args.first_layer_weight_bits,
+                    **({"membrane_bits": args.membrane_bits} if args.membrane_bits else {}))
     save_workload(wl, out)
     _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {wl.model}, {wl.samples} samples, "
           f"{wl.time_steps} steps, {len(wl.layers)} layers")
@@ -356,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "workload":
             return cmd_workload(args, parser)
         return {"run": cmd_run, "compare": cmd_compare, "info": cmd_info, "validate": cmd_validate,
-                "schema": cmd_schema}[args.verb](args)
+                "verify": cmd_verify, "schema": cmd_schema}[args.verb](args)
     except SnnsimError as e:
         sys.stderr.write(f"snnsim: error: {e.render()}\n")
         return EXIT_USAGE

@@ -22,8 +22,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import SnnsimError, UsageError
-from .workload.graph import Layer
-from .workload.trace import Workload
+from .workload.graph import Layer, check_graph
+from .workload.trace import Workload, _check_arrays
 
 STATUSES = ("match", "mismatch", "skipped", "not recorded")
 
@@ -140,6 +140,12 @@ def verify_workload(wl: Workload, membrane_bits: int = 16, input_bits: int = 8) 
                          found=type(wl).__name__)
     membrane_bits = _check_bits("membrane_bits", membrane_bits, 2, 32)
     input_bits = _check_bits("input_bits", input_bits, 1, 16)
+    try:  # an in-memory workload gets the writer's checks (and its layers' spiking flags)
+        check_graph(wl.layers, wl.input_shape)
+        _check_arrays(wl)
+    except SnnsimError as e:
+        raise type(e)(e.message, file=e.file or wl.source, key=e.key, expected=e.expected, found=e.found,
+                      suggestion=e.suggestion) from None
     checker = _Checker(wl, membrane_bits, input_bits)
     checks = [checker.check(layer) for layer in wl.layers]
     return VerifyResult(layers=checks, model=wl.model, source=wl.source, samples=wl.samples,
@@ -219,18 +225,19 @@ def _quantise_weights(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray,
     return wq.astype(np.int64).reshape(w.shape), alpha, on_grid
 
 
-def _if_int(cur: np.ndarray, theta: np.ndarray, bits: int, reset: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Integer IF: cur (S, T, C, P) int64, theta (C,) int64 -> spikes (S, T, C, P), the membranes
-    after integration (before the compare) of each step, saturated updates."""
+def _if_int(cur: np.ndarray, theta: np.ndarray, bits: int, reset: str) -> tuple[np.ndarray, int, int]:
+    """Integer IF: cur (S, T, C, P) int64, theta (C,) int64 -> spikes (S, T, C, P) and the numbers
+    of membrane updates saturated at the top and at the bottom of the signed ``bits`` range."""
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     th = theta.reshape(1, -1, 1)
     s_, t_ = cur.shape[:2]
     v = np.zeros((s_,) + cur.shape[2:], dtype=np.int64)
     spikes = np.empty(cur.shape, dtype=bool)
-    saturated = 0
+    top = bottom = 0
     for t in range(t_):
         v += cur[:, t]
-        saturated += int(np.count_nonzero((v < lo) | (v > hi)))
+        top += int(np.count_nonzero(v > hi))
+        bottom += int(np.count_nonzero(v < lo))
         np.clip(v, lo, hi, out=v)
         s = v >= th
         spikes[:, t] = s
@@ -238,7 +245,7 @@ def _if_int(cur: np.ndarray, theta: np.ndarray, bits: int, reset: str) -> tuple[
             v -= s * th
         else:
             v[s] = 0
-    return spikes, v, saturated
+    return spikes, top, bottom
 
 
 def _if_float(cur: np.ndarray, theta: np.ndarray, leak: float, reset: str) -> np.ndarray:
@@ -284,6 +291,9 @@ class _Checker:
         self.input_bits = input_bits
         self._spikes: dict[str, np.ndarray] = {}
         self._xq: tuple[np.ndarray, bool] | None = None
+        arith = wl.provenance.get("arithmetic") if isinstance(wl.provenance, dict) else None
+        made = arith.get("membrane_bits") if isinstance(arith, dict) else None
+        self.made_with_bits = made if isinstance(made, int) and not isinstance(made, bool) else None
 
     def recorded(self, name: str) -> np.ndarray:
         """Recorded spikes of a layer as uint8 (S, T, *shape)."""
@@ -387,9 +397,12 @@ class _Checker:
             return self._compare(layer, spikes.reshape(s_, t_, -1), _LIF, notes, cur=real, theta=theta,
                                  leak=neuron.leak, int_bits=None)
         theta_int = self._integer_thresholds(theta, unit, notes)
-        spikes, _, saturated = _if_int(cur, theta_int, self.bits, neuron.reset)
-        if saturated:
-            notes.append(f"{saturated} membrane updates saturated at {self.bits} bits")
+        spikes, top, bottom = _if_int(cur, theta_int, self.bits, neuron.reset)
+        if top or bottom:
+            notes.append(f"membranes saturated at {self.bits} bits ({top} updates above, {bottom} below)")
+        made = self.made_with_bits
+        if made is not None and made != self.bits:
+            notes.append(f"the trace was made for {made}-bit membranes")
         return self._compare(layer, spikes.reshape(s_, t_, -1), _INTEGER, notes, cur=cur, theta=theta_int,
                              leak=0.0, int_bits=self.bits)
 

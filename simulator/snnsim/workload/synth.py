@@ -19,16 +19,17 @@ either
 Every later synaptic layer has random +-1 weights (scale 1): its input current is the exact
 integer sum of +-1 over the input spikes. Pools and residual adds count spikes. Every layer
 after the sensor runs the core's integer arithmetic (``docs/verify.md``): currents in a per-layer
-unit ``u``, integer thresholds ``theta / u``, membranes saturating to 16-bit signed integers:
+unit ``u``, integer thresholds ``theta / u``, membranes saturating to signed ``m``-bit integers
+(``membrane_bits``, 16 by default, as the core's default):
 
-    v[t] = clip(v[t-1] + I[t], -2^15, 2^15 - 1);  spike if v[t] >= theta;  then v[t] -= theta
+    v[t] = clip(v[t-1] + I[t], -2^(m-1), 2^(m-1) - 1);  spike if v[t] >= theta;  then v[t] -= theta
 
 so ``snnsim verify`` recomputes every recorded spike bit for bit. Layers run in topological
 order over all T steps at once (the graph is feed-forward).
 
 Calibration (one pass, layer by layer): each channel gets a target rate (the layer target spread
 log-normally across channels, mean preserved). For integer layers the threshold is found by
-bisection over the integers 1 .. 2^15 - 1 on the real T-step dynamics of that channel's currents
+bisection over the integers 1 .. 2^(m-1) - 1 on the real T-step dynamics of that channel's currents
 (over all samples and positions); for the in-pixel layer by bisection on the float dynamics, then
 moved to the middle of its plateau of the rate-versus-threshold step function (so no neuron sits
 on a tie). The final choice between the two bracketing thresholds carries the rounding error
@@ -735,9 +736,9 @@ def synthesize(topology: str, *, samples: int, time_steps: int | None = None, ou
 
     ``membrane_bits`` is the core's membrane width the trace is made for (thresholds are capped
     at 2^(membrane_bits - 1) - 1 and saturation is modelled; a wide encoding layer's spikes can
-    depend on it). ``time_steps`` defaults to 8 for the VSA topologies and 1 otherwise. ``store_weights``: True
-    or None (default) stores every layer's weights (binary ones are packed by the writer), False
-    only ``conv0``'s. Deterministic for a given seed (and image set).
+    depend on it). ``time_steps`` defaults to 8 for the VSA topologies and 1 otherwise.
+    ``store_weights``: True or None (default) stores every layer's weights (binary ones are packed
+    by the writer), False only ``conv0``'s. Deterministic for a given seed (and image set).
     """
     topology = _check_topology(topology)
     samples = _check_int("samples", samples, 1)
@@ -822,6 +823,9 @@ def synthesize(topology: str, *, samples: int, time_steps: int | None = None, ou
             "in_pixel_layer": None if encoding else
             "float64: v += I (the P2M output, float32); spike = v >= theta (float32); v -= theta",
             "saturated_updates": stats["saturated"],
+            "saturation_note": "membrane updates clipped to the signed range, per layer, above and "
+                               "below; a direct-encoded (constant) current clipped below never fires "
+                               "either way",
         },
         "encoding": "direct: the same analog image at every time step",
         "weights": first_desc + "; other synaptic layers: random +-1 (scale 1)",
