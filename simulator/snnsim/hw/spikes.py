@@ -12,33 +12,57 @@ import numpy as np
 from ..engine.jit import njit
 
 
+def _bit_table() -> tuple[np.ndarray, np.ndarray]:
+    """For every byte value: how many bits are set, and their MSB-first positions."""
+    count = np.zeros(256, np.int64)
+    where = np.zeros((256, 8), np.int64)
+    for b in range(256):
+        for bit in range(8):
+            if b & (0x80 >> bit):
+                where[b, count[b]] = bit
+                count[b] += 1
+    return count, where
+
+
+_COUNT, _WHERE = _bit_table()
+
+
 @njit(cache=True)
-def _row_work_words(words, n_neurons, plane, width, n_rows, taps):
+def _row_work_words(words, n_neurons, plane, row_of, taps, n_rows, count, where):
     s_n, t_n, n_words = words.shape
     spikes = np.zeros((s_n, t_n, n_rows), np.int64)
     work = np.zeros((s_n, t_n, n_rows), np.int64)
     for s in range(s_n):
         for t in range(t_n):
+            pos0 = 0  # spatial position of the current word's first neuron, kept without division
             for wi in range(n_words):
                 word = words[s, t, wi]
-                if word == 0:  # 64 silent neurons skipped at once
-                    continue
-                base = wi * 64
-                for byte_i in range(8):
-                    # the bytes of a little-endian word hold neurons base + 8*byte_i ...
-                    byte = (word >> np.uint64(8 * byte_i)) & np.uint64(0xFF)
-                    if byte == 0:
-                        continue
-                    for bit in range(8):
-                        if byte & np.uint64(0x80 >> bit):
-                            n = base + byte_i * 8 + bit
-                            if n >= n_neurons:
-                                break
-                            pos = n % plane
-                            row = pos // width
-                            spikes[s, t, row] += 1
-                            work[s, t, row] += taps[pos]
+                if word != 0:
+                    _scan_word(word, wi * 64, pos0, n_neurons, plane, row_of, taps, count, where,
+                               spikes[s, t], work[s, t])
+                pos0 += 64
+                while pos0 >= plane:
+                    pos0 -= plane
     return spikes, work
+
+
+@njit(cache=True, inline="always")
+def _scan_word(word, base, pos0, n_neurons, plane, row_of, taps, count, where, spikes, work):
+    for byte_i in range(8):
+        # the bytes of a little-endian word hold neurons base + 8 * byte_i ...
+        byte = np.int64((word >> np.uint64(8 * byte_i)) & np.uint64(0xFF))
+        if byte == 0:
+            continue
+        for j in range(count[byte]):
+            k = byte_i * 8 + where[byte, j]
+            if base + k >= n_neurons:
+                return
+            pos = pos0 + k
+            while pos >= plane:
+                pos -= plane
+            row = row_of[pos]
+            spikes[row] += 1
+            work[row] += taps[pos]
 
 
 def row_work(packed: np.ndarray, n_neurons: int, plane: int, width: int, n_rows: int,
@@ -55,7 +79,9 @@ def row_work(packed: np.ndarray, n_neurons: int, plane: int, width: int, n_rows:
     if pad:
         packed = np.concatenate([packed, np.zeros((s_n, t_n, pad), np.uint8)], axis=2)
     words = np.ascontiguousarray(packed).view("<u8")
-    return _row_work_words(words, n_neurons, plane, width, n_rows, np.ascontiguousarray(taps, dtype=np.int64))
+    row_of = np.arange(plane, dtype=np.int64) // width
+    return _row_work_words(words, n_neurons, plane, row_of, np.ascontiguousarray(taps, dtype=np.int64), n_rows,
+                           _COUNT, _WHERE)
 
 
 def axis_taps(in_len: int, k: int, s: int, p: int, out_len: int) -> np.ndarray:
