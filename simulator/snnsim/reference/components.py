@@ -4,6 +4,12 @@ Everything here is counted one item at a time from the unpacked spike maps and t
 configuration: every photodiode, ramp count, spike, kernel offset, output channel, neuron and
 byte. Time quantities are computed in exact rational arithmetic and rounded up to integer
 picoseconds once, where the models round. It is slow on purpose and meant for small workloads.
+
+The core's buffers are tiled channel by channel and row by row, and every frame's passes are
+walked in execution order with the buffers' contents kept explicitly (the weight tiles held, the
+live spike maps and their sizes, the membranes that found no room), so every SRAM, line-buffer
+and DRAM bit is counted where it moves. A pass's DRAM time is an exact fraction of core cycles,
+rounded up once.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from ..workload.trace import Workload
 from .pipeline import run_pipeline_reference
 
 CORE_COUNTERS = (
-    "cycles", "vector_ops", "synaptic_ops", "macs", "fire_ops", "compares", "input_spikes",
-    "output_spikes", "weight_read_bits", "membrane_read_bits", "membrane_write_bits",
-    "spike_read_bits", "spike_write_bits", "input_buffer_read_bits",
+    "cycles", "compute_cycles", "dram_stall_cycles", "vector_ops", "synaptic_ops", "macs", "shift_adds",
+    "fire_ops", "compares", "input_spikes", "output_spikes", "weight_read_bits", "membrane_read_bits",
+    "membrane_write_bits", "spike_read_bits", "spike_write_bits", "input_buffer_read_bits", "weight_load_bits",
+    "line_buffer_bits", "dram_read_bits", "dram_write_bits", "fusion_saved_bits", "dense_macs",
 )
 
 # CSI-2 data types and identifiers
@@ -345,14 +352,269 @@ def reference_link(hw, wl: Workload, sensor: SensorReference) -> LinkReference:
 # core
 # ---------------------------------------------------------------------------------------------
 
+KIB_BITS = 8 * 1024
+_WINDOWED = ("conv2d", "conv3d", "avgpool", "maxpool")
+
+
+class ReferenceMappingError(ValueError):
+    """The workload does not fit the core's buffers (a weight tile needs at least one output
+    channel, a membrane tile at least one output row; grouped layers are not tiled)."""
+
+
 @dataclass
 class CoreReference:
     period_ps: int
     layer_names: list[str]
     counters: dict[str, np.ndarray]  # (samples, layers, steps)
-    tx_cycles: list[list[int]]  # [sample][transaction]: packets in send order, then (layer, step) passes
+    tx_cycles: list[list[int]]  # [sample][transaction]: packets in send order, then the passes in loop order
     tx_consume: list[int]
     details: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SpikeMap:
+    """A spike map the core stores between the pass that writes it and its last reader."""
+
+    name: str
+    writer: int  # core layer whose passes write it (the first core layer for the sensor's map)
+    bits_per_step: int
+    readers: list[int]  # one entry per read (a layer reading the map twice appears twice)
+    source: object  # the layer whose neurons the map holds
+
+
+@dataclass
+class CoreMapping:
+    """Where everything of one frame lives: weight tiles, membrane tiles, fused pairs, spike maps."""
+
+    weight_tiles: list[list[list[int]]]  # per layer: tiles of output channels (one tile if it fits)
+    tile_weight_bits: list[list[int]]  # per layer and tile: weight bits loaded into the weight SRAM
+    resident: bool  # the weights of every layer fit together
+    row_tiles: list[list[list[int]]]  # per layer: tiles of output rows (one tile if the membranes fit)
+    membrane_spill_bits: list[int]  # per layer (time_outer): membrane bits kept in DRAM
+    fused: list[tuple[int, int]]
+    refused: dict[str, str]
+    maps: list[SpikeMap]
+
+
+def _capacity_bits(kib: float) -> Fraction:
+    """A buffer size given in KiB, in bits, exactly as written (0.05 KiB = 409.6 bits)."""
+    return _exact(kib) * KIB_BITS
+
+
+def _channel_weight_bits(layer) -> list[int]:
+    """Bits of each output channel's weights, added up weight by weight (empty without weights)."""
+    if layer.op in ("conv2d", "conv3d"):
+        fan_in = layer.in_shape[0] // layer.groups
+        offsets = list(itertools.product(*(range(k) for k in layer.kernel)))
+    elif layer.op == "linear":
+        fan_in, offsets = layer.in_shape[0], [()]
+    else:
+        return []
+    out = []
+    for _co in range(layer.out_shape[0]):
+        bits = 0
+        for _ci in range(fan_in):
+            for _offset in offsets:
+                bits += layer.weight_bits
+        out.append(bits)
+    return out
+
+
+def _has_membranes(layer) -> bool:
+    """Synaptic ops and neurons keep membranes; flatten and an OR of spikes keep none."""
+    return not (layer.op == "flatten" or (layer.op == "maxpool" and layer.neuron is None))
+
+
+def _membrane_bits(layer, mem_bits: int) -> int:
+    bits = 0
+    if _has_membranes(layer):
+        for _n in range(layer.out_size):
+            bits += mem_bits
+    return bits
+
+
+def _rows(shape: tuple[int, ...]) -> int:
+    """Spatial rows of an activation (the second-to-last spatial axis); a flat vector is one row."""
+    _c, sp = _spatial(shape)
+    return sp[-2] if len(sp) >= 2 else 1
+
+
+def _row_of(pos: tuple[int, ...]) -> int:
+    return pos[-2] if len(pos) >= 2 else 0
+
+
+def _weight_tiles(layer, cap: Fraction) -> list[list[int]]:
+    """Output channels in tiles whose weights fit the weight SRAM, filled channel by channel."""
+    channels = list(range(layer.out_shape[0]))
+    per_channel = _channel_weight_bits(layer)
+    if sum(per_channel) <= cap:
+        return [channels]
+    if layer.groups != 1:
+        raise ReferenceMappingError(f"the weights of {layer.name} do not fit and a grouped layer is not tiled")
+    tiles: list[list[int]] = []
+    tile: list[int] = []
+    used = 0
+    for co in channels:
+        if per_channel[co] > cap:
+            raise ReferenceMappingError(f"one output channel of {layer.name} needs {per_channel[co]} weight bits")
+        if used + per_channel[co] > cap:
+            tiles.append(tile)
+            tile, used = [], 0
+        tile.append(co)
+        used += per_channel[co]
+    tiles.append(tile)
+    return tiles
+
+
+def _row_tiles(layer, cap: Fraction, mem_bits: int) -> list[list[int]]:
+    """Output rows in tiles whose membranes fit the membrane SRAM, filled row by row."""
+    rows = list(range(_rows(layer.out_shape)))
+    total = _membrane_bits(layer, mem_bits)
+    if total <= cap:
+        return [rows]
+    row_bits = total // len(rows)  # every output row holds the same neurons
+    tiles: list[list[int]] = []
+    tile: list[int] = []
+    for r in rows:
+        if (len(tile) + 1) * row_bits > cap:
+            if not tile:
+                raise ReferenceMappingError(f"one output row of {layer.name} needs {row_bits} membrane bits")
+            tiles.append(tile)
+            tile = []
+        tile.append(r)
+    tiles.append(tile)
+    return tiles
+
+
+def _readers(name: str, layers: list) -> list[int]:
+    """Core layers that read the neurons of ``name``: its consumers, and through a flatten (a
+    relabelling) the flatten's consumers; a flatten nobody consumes counts as the reader."""
+    out = []
+    for j, la in enumerate(layers):
+        for src in la.inputs:
+            if src == name:
+                if la.op == "flatten":
+                    out += _readers(la.name, layers) or [j]
+                else:
+                    out.append(j)
+    return out
+
+
+def _fusion(layers: list, cfg: dict, t_n: int) -> tuple[list[tuple[int, int]], dict[str, str]]:
+    """Pairs of consecutive layers pipelined through the line buffer, formed from the first core
+    layer on, and for each pair refused the reason."""
+    if cfg["fusion"] != "two_layer":
+        return [], {}
+    cap = _capacity_bits(cfg["line_buffer_kib"])
+    steps_held = t_n if cfg["loop_order"] == "time_inner" else 1
+    pairs: list[tuple[int, int]] = []
+    refused: dict[str, str] = {}
+    i = 0
+    while i + 1 < len(layers):
+        a, b = layers[i], layers[i + 1]
+        others = [la.name for la in layers for src in la.inputs if src == a.name and la.name != b.name]
+        why = None
+        if b.inputs != [a.name]:
+            why = f"{b.name} does not read only {a.name}"
+        elif others:
+            why = f"{a.name} also feeds {', '.join(others)}"
+        elif not a.spiking:
+            why = f"{a.name} does not spike"
+        elif b.op not in _WINDOWED:
+            why = f"{b.name} ({b.op}) needs its whole input, not a window of rows"
+        else:
+            # the rows of a's map one window of b covers, every column and channel, for the steps held
+            c_a, sp_a = _spatial(a.out_shape)
+            window_rows = b.kernel[-2] * (b.kernel[0] if b.op == "conv3d" else 1)
+            need = 0
+            for _row in range(window_rows):
+                for _x in range(sp_a[-1]):
+                    for _c in range(c_a):
+                        for _t in range(steps_held):
+                            need += cfg["spike_bits"]
+            if need > cap:
+                why = f"the line buffer needs {need} bits for {b.name}'s window, has {math.floor(cap)}"
+        if why is None:
+            pairs.append((i, i + 1))
+            i += 2
+        else:
+            refused[f"{a.name}->{b.name}"] = why
+            i += 1
+    return pairs, refused
+
+
+def _map_core(hw, layers: list, sensor_layer, t_n: int) -> CoreMapping:
+    """Tile every layer into the buffers and list the spike maps the core has to store."""
+    cfg = hw["core"]
+    mem_bits, spike_bits = cfg["membrane_bits"], cfg["spike_bits"]
+    time_inner = cfg["loop_order"] == "time_inner"
+    cap_w = _capacity_bits(cfg["weight_sram_kib"])
+    cap_m = _capacity_bits(cfg["membrane_sram_kib"])
+
+    weight_tiles = [_weight_tiles(la, cap_w) for la in layers]
+    tile_bits = []
+    for la, tiles in zip(layers, weight_tiles, strict=True):
+        per_channel = _channel_weight_bits(la)
+        tile_bits.append([sum(per_channel[co] for co in tile) for tile in tiles] if per_channel else [])
+    resident = sum(sum(bits) for bits in tile_bits) <= cap_w
+
+    # time_inner: one layer's membranes at a time, in row tiles if they do not fit;
+    # time_outer: every layer's membranes persist, the buffer filled in layer order
+    if time_inner:
+        row_tiles = [_row_tiles(la, cap_m, mem_bits) for la in layers]
+        spill = [0] * len(layers)
+    else:
+        row_tiles = [[list(range(_rows(la.out_shape)))] for la in layers]
+        spill = []
+        free = math.floor(cap_m)  # filled bit by bit: a layer may keep part of its membranes
+        for la in layers:
+            bits = _membrane_bits(la, mem_bits)
+            kept = min(bits, free)
+            free -= kept
+            spill.append(bits - kept)
+
+    fused, refused = _fusion(layers, cfg, t_n)
+    fused_first = {a for a, _b in fused}
+
+    maps = []
+    if sensor_layer is not None:
+        # the first core layer is fed from the input buffer; the map is stored for the others
+        readers = [r for r in _readers(sensor_layer.name, layers) if r != 0]
+        if readers:
+            maps.append(SpikeMap(sensor_layer.name, 0, sensor_layer.out_size * spike_bits, readers, sensor_layer))
+    for i, la in enumerate(layers):
+        readers = _readers(la.name, layers)
+        if la.spiking and la.op != "flatten" and readers and i not in fused_first:
+            maps.append(SpikeMap(la.name, i, la.out_size * spike_bits, readers, la))
+    return CoreMapping(weight_tiles, tile_bits, resident, row_tiles, spill, fused, refused, maps)
+
+
+def _rows_read(reader, tile: list[int], tiled: bool, in_rows: int) -> int:
+    """Rows of an input map one row tile of ``reader`` reads: the whole map when the layer is not
+    tiled; otherwise from the first input row its windows cover to the last, within the map."""
+    if not tiled or reader.op not in _WINDOWED + ("add",):
+        return in_rows
+    k, s, p = (reader.kernel[-2], reader.stride[-2], reader.padding[-2]) if reader.op != "add" else (1, 1, 0)
+    top = min(oy * s - p for oy in tile)
+    bottom = max(oy * s - p + k - 1 for oy in tile)
+    count = 0
+    for row in range(in_rows):
+        if top <= row <= bottom:
+            count += 1
+    return count
+
+
+def _map_read_bits(m: SpikeMap, r: int, layers: list, mapping: CoreMapping) -> int:
+    """Bits of one step of map ``m`` that layer ``r`` reads: every weight tile reads, for each of
+    its row tiles, the input rows that tile needs."""
+    in_rows = _rows(m.source.out_shape)
+    row_bits = m.bits_per_step // in_rows
+    tiled = len(mapping.row_tiles[r]) > 1
+    bits = 0
+    for _wt in mapping.weight_tiles[r]:
+        for tile in mapping.row_tiles[r]:
+            bits += _rows_read(layers[r], tile, tiled, in_rows) * row_bits
+    return bits
 
 
 def _reached(pos: tuple[int, ...], kernel, stride, padding, out: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -405,16 +667,36 @@ def _spatial_row(pos: tuple[int, ...], spatial: tuple[int, ...]) -> int:
     return flat // spatial[-1]
 
 
+def _dense_macs(layer) -> int:
+    """MACs of the layer computed densely for one step: every output neuron, every input of its
+    window (padding included)."""
+    count = 0
+    if layer.op in ("conv2d", "conv3d"):
+        window = layer.in_shape[0] // layer.groups
+        for k in layer.kernel:
+            window *= k
+        for _n in range(layer.out_size):
+            count += window
+    elif layer.op == "linear":
+        for _n in range(layer.out_size):
+            count += layer.in_shape[0]
+    return count
+
+
 def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReference) -> CoreReference:
     cfg = hw["core"]
     v, mem_bits, depth = cfg["vector_width"], cfg["membrane_bits"], cfg["pipeline_depth"]
     period = round(Fraction(1_000_000) / _exact(cfg["clock_mhz"]))
     layers = wl.layers[1:] if sensor.kind == "p2m" else list(wl.layers)
     s_n, t_n, l_n = wl.samples, wl.time_steps, len(layers)
+    time_inner = cfg["loop_order"] == "time_inner"
+    scatter = cfg["dataflow"] == "scatter"
+    sensor_layer = wl.layer(sensor.layer) if sensor.layer else None
+    mapping = _map_core(hw, layers, sensor_layer, t_n)
     cnt = {k: [[[0] * t_n for _ in range(l_n)] for _ in range(s_n)] for k in CORE_COUNTERS}
     n_pk = len(sensor.packets)
     packet_index = {sp: i for i, sp in enumerate(sensor.packets)}
-    packet_ops = [[0] * n_pk for _ in range(s_n)]  # vector ops done inside packet transactions
+    packet_ops = [[0] * n_pk for _ in range(s_n)]  # cycles of work done inside packet transactions
     pass_ops = [[[0] * t_n for _ in range(l_n)] for _ in range(s_n)]  # vector ops left to the passes
 
     def add(name: str, s: int, li: int, t: int, n: int) -> None:
@@ -422,10 +704,14 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
 
     q = _quad_side(hw["sensor"]["photodiodes_per_pixel"])
     for li, layer in enumerate(layers):
+        dense = _dense_macs(layer)
+        for s in range(s_n):
+            for t in range(t_n):
+                add("dense_macs", s, li, t, dense)
         if "input" in layer.inputs:
             if sensor.kind != "conventional":
                 raise ValueError("an encoding layer on the core needs the raw frame of a conventional sensor")
-            _reference_encoding(hw, wl, layer, li, q, packet_index, packet_ops, add)
+            _reference_encoding(hw, wl, layer, li, q, mapping.weight_tiles[li], packet_index, packet_ops, add)
         elif layer.op == "flatten":
             pass  # flatten renames its input's neurons: nothing is read or computed
         else:
@@ -442,15 +728,23 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
                         for idx in np.argwhere(spikes[s, t]):
                             c, pos = int(idx[0]), tuple(int(i) for i in idx[1:])
                             add("input_spikes", s, li, t, 1)
+                            targets = _targets(layer, c, pos)
                             ops = 0
-                            for _opos, channels in _targets(layer, c, pos):
-                                ops += _chunks(len(channels), v)
-                                for _co in channels:
-                                    add("synaptic_ops", s, li, t, 1)
-                                    add("weight_read_bits", s, li, t, w_bits)
-                                    if not or_of_spikes:
-                                        add("membrane_read_bits", s, li, t, mem_bits)
-                                        add("membrane_write_bits", s, li, t, mem_bits)
+                            # the layer runs weight tile by weight tile, each over its row tiles;
+                            # a vector op updates channels of one tile at one output position
+                            for w_tile in mapping.weight_tiles[li]:
+                                for r_tile in mapping.row_tiles[li]:
+                                    for opos, channels in targets:
+                                        if _row_of(opos) not in r_tile:
+                                            continue
+                                        mine = [co for co in channels if co in w_tile]
+                                        ops += _chunks(len(mine), v)
+                                        for _co in mine:
+                                            add("synaptic_ops", s, li, t, 1)
+                                            add("weight_read_bits", s, li, t, w_bits)
+                                            if scatter and not or_of_spikes:
+                                                add("membrane_read_bits", s, li, t, mem_bits)
+                                                add("membrane_write_bits", s, li, t, mem_bits)
                             add("vector_ops", s, li, t, ops)
                             if fed:
                                 packet_ops[s][packet_index[(t, _spatial_row(pos, sp_src))]] += ops
@@ -460,10 +754,7 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
                             for pkt in link.packets[s]:
                                 if pkt.step == t:
                                     add("input_buffer_read_bits", s, li, t, pkt.payload_bits)
-                        else:  # the whole spike map of the source is read once per step
-                            for _n in range(src_layer.out_size):
-                                add("spike_read_bits", s, li, t, cfg["spike_bits"])
-        _reference_fire(layer, li, s_n, t_n, v, mem_bits, cfg["spike_bits"], add)
+        _reference_fire(layer, li, s_n, t_n, v, mem_bits, add)
         if layer.spiking:
             out = wl.spikes(layer.name)
             for s in range(s_n):
@@ -472,33 +763,131 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
                         if fired:
                             add("output_spikes", s, li, t, 1)
 
+    if time_inner:
+        passes = [(li, t) for li in range(l_n) for t in range(t_n)]
+    else:
+        passes = [(li, t) for t in range(t_n) for li in range(l_n)]
+    in_dram = _reference_memory(hw, layers, mapping, passes, s_n, t_n, add)
+
+    # DRAM time of a pass: its bits at the DRAM bandwidth, in cycles of the core's whole-ps
+    # period (the cycle the pipeline runs on), rounded up once
+    bits_per_ps = 8 * _exact(hw["dram"]["bandwidth_gbytes_per_s"]) / 1000  # 1 GB/s = 8 bits per ns
     tx_cycles = []
     for s in range(s_n):
         packet_cycles = [max(ops, 1) for ops in packet_ops[s]]  # at least one cycle to accept
-        passes = []
-        for li in range(l_n):
-            for t in range(t_n):
-                c = pass_ops[s][li][t] + cnt["fire_ops"][s][li][t] + depth
-                passes.append(c)
-                add("cycles", s, li, t, c)
+        pass_cycles = []
+        for li, t in passes:
+            compute = pass_ops[s][li][t] + cnt["fire_ops"][s][li][t] + depth
+            moved = cnt["dram_read_bits"][s][li][t] + cnt["dram_write_bits"][s][li][t]
+            dram = math.ceil(Fraction(moved) / bits_per_ps / period)
+            if hw["dram"]["double_buffered"]:
+                cycles = max(compute, dram)  # transfers overlap the compute
+            else:
+                cycles = compute + dram
+            pass_cycles.append(cycles)
+            add("compute_cycles", s, li, t, compute)
+            add("dram_stall_cycles", s, li, t, cycles - compute)
+            add("cycles", s, li, t, cycles)
         if l_n:
             for (t, _row), c in zip(sensor.packets, packet_cycles, strict=True):
                 add("cycles", s, 0, t, c)
-        tx_cycles.append(packet_cycles + passes)
+                add("compute_cycles", s, 0, t, c)
+        tx_cycles.append(packet_cycles + pass_cycles)
     counters = {k: np.asarray(cnt[k], dtype=np.int64).reshape(s_n, l_n, t_n) for k in CORE_COUNTERS}
     return CoreReference(period_ps=int(period), layer_names=[la.name for la in layers], counters=counters,
                          tx_cycles=tx_cycles, tx_consume=[1] * n_pk + [0] * (l_n * t_n),
                          details={"vector_width": v, "membrane_bits": mem_bits, "clock_mhz": cfg["clock_mhz"],
-                                  "period_ps": int(period)})
+                                  "period_ps": int(period), "loop_order": cfg["loop_order"], "fusion": cfg["fusion"],
+                                  "fused_pairs": [[layers[a].name, layers[b].name] for a, b in mapping.fused],
+                                  "fusion_refused": mapping.refused, "spike_maps_in_dram": sorted(in_dram),
+                                  "weights_resident": mapping.resident, "encoding_mode": cfg["encoding_mode"],
+                                  "input_bits": cfg["input_bits"]})
 
 
-def _reference_encoding(hw, wl: Workload, layer, li: int, q: int, packet_index: dict,
+def _reference_memory(hw, layers: list, mapping: CoreMapping, passes: list[tuple[int, int]], s_n: int, t_n: int,
+                      add) -> set[str]:
+    """Walk every frame's passes in execution order with explicit buffer contents: load weight
+    tiles, place and free spike maps, move spilled membranes; count SRAM, line-buffer and DRAM bits.
+    Returns the spike maps that went to DRAM."""
+    cfg = hw["core"]
+    spike_bits = cfg["spike_bits"]
+    time_inner = cfg["loop_order"] == "time_inner"
+    cap_s = _capacity_bits(cfg["spike_sram_kib"])
+    fused_next = dict(mapping.fused)  # a -> b
+    fused_prev = {b: a for a, b in mapping.fused}
+    by_name = {m.name: m for m in mapping.maps}
+    in_dram: set[str] = set()
+    weight_buffer: set[tuple[int, int]] = set()  # (layer, tile) held; kept from one frame to the next
+    for s in range(s_n):
+        live: dict[tuple[str, int], int] = {}  # (map, first step held) -> bits, in the spike SRAM
+        where: dict[tuple[str, int], str] = {}  # (map, step) -> "sram" or "dram"
+        for li, t in passes:
+            # weights: with time_inner a layer runs tile by tile (all steps of a tile before the
+            # next), each tile loaded before its step-0 work; with time_outer every pass needs
+            # every tile of its layer again
+            if not time_inner or t == 0:
+                for k, bits in enumerate(mapping.tile_weight_bits[li]):
+                    if (li, k) in weight_buffer:
+                        continue
+                    if not mapping.resident:
+                        weight_buffer.clear()  # only the tile in use fits
+                    weight_buffer.add((li, k))
+                    add("dram_read_bits", s, li, t, bits)
+                    add("weight_load_bits", s, li, t, bits)
+            # membranes without room on chip (time_outer): fetched for the pass, written back after
+            add("dram_read_bits", s, li, t, mapping.membrane_spill_bits[li])
+            add("dram_write_bits", s, li, t, mapping.membrane_spill_bits[li])
+            # maps this pass starts to write: next to the live ones if they fit, else in DRAM
+            for m in mapping.maps:
+                if m.writer == li and (not time_inner or t == 0):
+                    held = list(range(t_n)) if time_inner else [t]
+                    size = 0
+                    for _step in held:
+                        size += m.bits_per_step
+                    place = "sram" if sum(live.values()) + size <= cap_s else "dram"
+                    if place == "sram":
+                        live[(m.name, held[0])] = size
+                    else:
+                        in_dram.add(m.name)
+                    for step in held:
+                        where[(m.name, step)] = place
+            # the pass writes its output map and reads its input maps
+            for m in mapping.maps:
+                if m.writer == li:
+                    kind = "spike_write_bits" if where[(m.name, t)] == "sram" else "dram_write_bits"
+                    add(kind, s, li, t, m.bits_per_step)
+                for r in m.readers:
+                    if r == li:
+                        kind = "spike_read_bits" if where[(m.name, t)] == "sram" else "dram_read_bits"
+                        add(kind, s, li, t, _map_read_bits(m, r, layers, mapping))
+            # a fused pair: the first layer's spikes go through the line buffer to the second
+            if li in fused_next:
+                for _n in range(layers[li].out_size):
+                    add("line_buffer_bits", s, li, t, spike_bits)  # written
+                    add("fusion_saved_bits", s, li, t, 2 * spike_bits)  # not written to and read from the spike SRAM
+            if li in fused_prev:
+                for _n in range(layers[fused_prev[li]].out_size):
+                    add("line_buffer_bits", s, li, t, spike_bits)  # read
+            # maps whose last reader this was are freed
+            for key in list(live):
+                name, first = key
+                if max(by_name[name].readers) == li and (t == t_n - 1 if time_inner else first == t):
+                    del live[key]
+    return in_dram
+
+
+def _reference_encoding(hw, wl: Workload, layer, li: int, q: int, weight_tiles: list[list[int]], packet_index: dict,
                         packet_ops: list[list[int]], add) -> None:
     """A direct-encoded conv2d on the analog frame: multi-bit MACs over the in-bounds window,
-    each output row computed when the photodiode line completing its last input row arrives."""
+    each output row computed when the photodiode line completing its last input row arrives.
+    A vector op updates output channels of one weight tile; bit-serial, it takes input_bits
+    cycles and every MAC is input_bits shift-adds."""
     if layer.op != "conv2d":
         raise ValueError("the core runs a direct-encoded first layer only as conv2d")
-    v, mem_bits = hw["core"]["vector_width"], hw["core"]["membrane_bits"]
+    cfg = hw["core"]
+    v, mem_bits = cfg["vector_width"], cfg["membrane_bits"]
+    bit_serial = cfg["encoding_mode"] == "bit_serial"
+    cycles_per_op = cfg["input_bits"] if bit_serial else 1
     in_bits = hw["link"]["raw_bits"]
     c_in, h, w = layer.in_shape
     c_o, h_o, w_o = layer.out_shape
@@ -518,14 +907,19 @@ def _reference_encoding(hw, wl: Workload, layer, li: int, q: int, packet_index: 
                         for ci in range(c_in):
                             add("input_buffer_read_bits", s, li, 0, in_bits)
                             g = ci // in_per_group
-                            row_ops += _chunks(out_per_group, v)
-                            for _co in range(g * out_per_group, (g + 1) * out_per_group):
+                            group = range(g * out_per_group, (g + 1) * out_per_group)
+                            for tile in weight_tiles:
+                                row_ops += _chunks(len([co for co in group if co in tile]), v)
+                            for _co in group:
                                 add("macs", s, li, 0, 1)
                                 add("weight_read_bits", s, li, 0, layer.weight_bits)
+                                if bit_serial:
+                                    for _bit in range(cfg["input_bits"]):
+                                        add("shift_adds", s, li, 0, 1)
             add("vector_ops", s, li, 0, row_ops)
             # the packet carrying the last photodiode line of that RGB row releases the work
             gate = (last_row + 1) * q - 1 if last_row >= 0 else 0
-            packet_ops[s][packet_index[(0, gate)]] += row_ops
+            packet_ops[s][packet_index[(0, gate)]] += row_ops * cycles_per_op
         for t in range(wl.time_steps):
             for _n in range(layer.out_size):
                 if t == 0:
@@ -534,16 +928,14 @@ def _reference_encoding(hw, wl: Workload, layer, li: int, q: int, packet_index: 
                 add("membrane_read_bits", s, li, t, mem_bits)
 
 
-def _reference_fire(layer, li: int, s_n: int, t_n: int, v: int, mem_bits: int, spike_bits: int, add) -> None:
-    """The per-step pass over the layer's output neurons."""
+def _reference_fire(layer, li: int, s_n: int, t_n: int, v: int, mem_bits: int, add) -> None:
+    """The per-step pass over the layer's output neurons (the spikes it writes are counted with
+    the spike maps)."""
     c, sp = _spatial(layer.out_shape)
     for s in range(s_n):
         for t in range(t_n):
             if layer.neuron is None:
-                if layer.op == "maxpool":  # a structural OR: the output map is written
-                    for _n in range(layer.out_size):
-                        add("spike_write_bits", s, li, t, spike_bits)
-                elif layer.op != "flatten" and t == t_n - 1:  # classifier read out after the last step
+                if layer.op not in ("maxpool", "flatten") and t == t_n - 1:  # classifier read out after the last step
                     for _n in range(layer.out_size):
                         add("membrane_read_bits", s, li, t, mem_bits)
                 continue
@@ -553,7 +945,6 @@ def _reference_fire(layer, li: int, s_n: int, t_n: int, v: int, mem_bits: int, s
                     add("compares", s, li, t, 1)
                     add("membrane_read_bits", s, li, t, mem_bits)
                     add("membrane_write_bits", s, li, t, mem_bits)
-                    add("spike_write_bits", s, li, t, spike_bits)
 
 
 # ---------------------------------------------------------------------------------------------
