@@ -8,7 +8,7 @@
 * the random hardware also draws the core's loop order, fusion, dataflow, encoding mode and input
   bits, buffer sizes around the workload's own sizes (tiles, spills, maps in DRAM, refused
   fusions, mapping errors that both models must raise) and the DRAM;
-* hand-computed cases, and the known disagreements of the fast model as strict xfails.
+* hand-computed cases, including the cases where the two once disagreed (kept as regressions).
 """
 
 from __future__ import annotations
@@ -264,19 +264,13 @@ def _kib(draw, lo_bits: int, hi_bits: int) -> float:
     return math.ceil(bits * 10_000 / KIB) / 10_000
 
 
-def _first_sample(wl: Workload) -> Workload:
-    return Workload(layers=wl.layers, input=wl.input[:1], time_steps=wl.time_steps,
-                    packed_spikes={k: v[:1] for k, v in wl.packed_spikes.items()})
-
-
 def _memory_config(draw, kind: str, wl: Workload, friendly: bool, most_mem_bits: int = 16,
                    most_spike_bits: int = 2) -> tuple[dict, dict, Workload]:
     """Loop order, fusion, encoding and buffer sizes drawn around the workload's own sizes, so that
     tiling, spilling, DRAM placement, refused fusions and mapping errors all come up; and DRAM.
 
-    Known disagreements of the fast model (each kept as a strict xfail below) are steered around:
-    no resident weights with several frames, no tiled encoding layer, no 1-bit bit-serial input
-    (and no P2M graph starting with a flatten, see ``systems``)."""
+    Every option is drawn, including the cases that once disagreed (resident weights over several
+    frames, a tiled encoding layer, 1-bit bit-serial input)."""
     core = wl.layers[1:] if kind == "p2m" else wl.layers
     steps = wl.time_steps
     time_inner = draw(st.sampled_from(["time_inner", "time_outer"])) == "time_inner"
@@ -290,7 +284,7 @@ def _memory_config(draw, kind: str, wl: Workload, friendly: bool, most_mem_bits:
         bits = math.prod(shape) * la.weight_bits if shape else 0
         sizes.append((bits, bits if la.groups != 1 else bits // max(1, shape[0] if shape else 1)))
     total_w = sum(b for b, _ in sizes)
-    floor_w = sizes[0][0] if kind == "conventional" else 0  # see test_tiled_encoding_layer_vector_ops
+    floor_w = 0
     if total_w == 0:
         weight_kib = draw(st.sampled_from([0.0001, 1.0]))
     else:
@@ -299,8 +293,6 @@ def _memory_config(draw, kind: str, wl: Workload, friendly: bool, most_mem_bits:
                   "resident": (total_w, 2 * total_w)}[draw(st.sampled_from(["error"] + ["tile"] * 3 + ["cycle"] * 2
                                                                               + ["resident"] * 3))]
         weight_kib = _kib(draw, max(lo, floor_w), hi)
-    if total_w and weight_kib * KIB >= total_w and wl.samples > 1:
-        wl = _first_sample(wl)  # see test_resident_weights_are_written_once
 
     # membranes: below one output row (error with time_inner), row tiles / spills, or all fit
     mem = []
@@ -324,7 +316,7 @@ def _memory_config(draw, kind: str, wl: Workload, friendly: bool, most_mem_bits:
     line_kib = draw(st.sampled_from([0.0001, _kib(draw, 1, 3 * widest * spike_bits * steps), 16.0]))
 
     encoding_mode = draw(st.sampled_from(["bit_serial", "multiplier"]))
-    low_bits = 2 if kind == "conventional" and encoding_mode == "bit_serial" else 1  # see test_one_bit_serial_input
+    low_bits = 1
     extra = {
         "spike_bits": spike_bits, "membrane_bits": mem_bits,
         "loop_order": "time_inner" if time_inner else "time_outer",
@@ -382,8 +374,7 @@ def _timing_friendly_hw(draw, kind: str, wl: Workload) -> tuple[dict, Workload]:
 
 @st.composite
 def systems(draw, kind: str):
-    # a P2M graph starting with a flatten: see test_p2m_map_read_through_a_flatten_is_stored
-    wl = draw(workloads(max_hw=9 if kind == "p2m" else 7, flatten_first=kind != "p2m"))
+    wl = draw(workloads(max_hw=9 if kind == "p2m" else 7, flatten_first=True))
     config, wl = _timing_friendly_hw(draw, kind, wl)
     return load_hardware(config), wl
 
@@ -884,8 +875,6 @@ def test_reference_writes_resident_weights_once():
     assert _reference_counters(hw, wl)["weight_load_bits"][:, 0, 0].tolist() == [4, 0]
 
 
-@pytest.mark.xfail(strict=True, reason="hw/memory.py memory_plan adds resident weights to weight_load_bits of "
-                   "every frame, though they are loaded from DRAM once, for the first frame only")
 def test_resident_weights_are_written_once():
     hw, wl = _resident_two_frames()
     assert _fast_core(hw, wl)["weight_load_bits"][:, 0, 0].tolist() == [4, 0]
@@ -904,8 +893,6 @@ def test_reference_stores_a_p2m_map_read_through_a_flatten():
     assert c["spike_read_bits"][0, :, 0].tolist() == [0, 8]  # fc reads it
 
 
-@pytest.mark.xfail(strict=True, reason="hw/memory.py memory_plan stores the sensor's map only for direct "
-                   "consumers other than the first core layer, not for fc reading it through a flatten")
 def test_p2m_map_read_through_a_flatten_is_stored():
     hw, wl = _p2m_flatten_first()
     c = _fast_core(hw, wl)
@@ -922,8 +909,6 @@ def test_reference_one_bit_serial_input():
     assert _reference_counters(*_one_bit_input())["shift_adds"].sum() == 8  # one per MAC
 
 
-@pytest.mark.xfail(strict=True, reason="hw/core.py _encoding_layer counts shift_adds only when input_bits > 1: "
-                   "a 1-bit bit-serial MAC is 1 shift-add, and the mac energy becomes 0")
 def test_one_bit_serial_input():
     assert _fast_core(*_one_bit_input())["shift_adds"].sum() == 8
 
@@ -939,8 +924,6 @@ def test_reference_tiled_encoding_layer_vector_ops():
     assert _reference_counters(*_tiled_encoding_layer())["vector_ops"][0, 0, 0] == 12
 
 
-@pytest.mark.xfail(strict=True, reason="hw/core.py _encoding_layer takes ceil(C/V) vector ops per tap whatever "
-                   "the layer's weight tiles (vector_ops_per_tap is used for every other layer)")
 def test_tiled_encoding_layer_vector_ops():
     assert _fast_core(*_tiled_encoding_layer())["vector_ops"][0, 0, 0] == 12
 
@@ -1003,8 +986,7 @@ def _flat_head(last: Layer) -> list[Layer]:
             last]
 
 
-@pytest.mark.parametrize("kind", ["conventional", pytest.param("p2m", marks=pytest.mark.xfail(
-    strict=True, reason="the sensor's map read through a flatten: see test_p2m_map_read_through_a_flatten_is_stored"))])
+@pytest.mark.parametrize("kind", ["conventional", "p2m"])
 @pytest.mark.parametrize("last", [Layer("sum", "add", ["fa", "fb"], (4,), neuron=Neuron()),
                                   Layer("flat2", "flatten", ["fb"], (4,))])
 def test_flat_inputs_of_add_and_flatten(last, kind):

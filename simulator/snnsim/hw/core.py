@@ -136,7 +136,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                                    expected="spiking inputs (the core never sees the raw frame)",
                                    found=f"{layer.inputs}",
                                    suggestion="use a conventional sensor: --set sensor.kind=conventional")
-            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial)
+            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
         elif layer.op == "flatten":
             pass  # a relabelling of its input's neurons: no reads, no work
         else:
@@ -183,6 +183,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                    ("fusion_saved_bits", mp.fusion_saved_bits)):
         cnt[k] += arr[None, :, :]
     cnt["dram_read_bits"][0] += mp.first_frame_only_bits
+    cnt["weight_load_bits"][0] += mp.first_frame_only_bits
 
     # every packet costs at least one cycle to accept
     pkt_cycles = np.maximum(pkt_ops, 1)
@@ -261,7 +262,7 @@ def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int) -> None:
 
 
 def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray,
-                    fed_ops: np.ndarray, v: int, mem_bits: int, serial: int) -> None:
+                    fed_ops: np.ndarray, v: int, mem_bits: int, serial: int, tile: int) -> None:
     """A direct-encoded first layer on the core: multi-bit MACs over the in-bounds part of each
     window (padding is not multiplied), an output row computed as soon as the photodiode line
     holding its last input row has arrived."""
@@ -276,7 +277,7 @@ def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops:
     cols_valid = int(axis_taps_out(w, kw, sw, pw, w_o).sum())  # in-bounds kernel columns over a row
     q = quad_side(hw["sensor"]["photodiodes_per_pixel"], hw.source)
     in_bits = hw["link"]["raw_bits"]
-    chunks = math.ceil(c_o_g / v)
+    chunks = vector_ops_per_tap(c_o_g, v, tile)
     for y in range(h_o):
         taps = int(rows_valid[y]) * cols_valid  # (window element, output position) pairs in bounds
         if taps == 0:
@@ -289,7 +290,7 @@ def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops:
         fed_ops[:, li, 0] += ops
         cnt["vector_ops"][:, li, 0] += ops
         cnt["macs"][:, li, 0] += macs
-        if serial > 1:
+        if hw["core"]["encoding_mode"] == "bit_serial":
             cnt["shift_adds"][:, li, 0] += macs * serial
         cnt["weight_read_bits"][:, li, 0] += macs * layer.weight_bits
         cnt["input_buffer_read_bits"][:, li, 0] += taps * c_in * in_bits

@@ -10,7 +10,7 @@ Buffers (capacities in the hwconfig's ``core`` section):
   with ``time_outer`` (every layer runs at every step, so the weights cycle through the buffer).
 * **membrane SRAM**: with ``time_inner`` one layer's membranes are live at a time; a layer whose
   membranes do not fit runs in tiles of output rows (all steps of a tile before the next), and
-  each tile re-reads the input rows its windows reach (the halo). One output row that does not
+  each tile re-reads the band of input rows its windows span (the halo). One output row that does not
   fit is an error. With ``time_outer`` every layer's membranes persist across steps: the buffer
   is filled in layer order and what does not fit spills to DRAM, written back and read again at
   every step.
@@ -51,7 +51,7 @@ class MemoryPlan:
     dram_read_bits: np.ndarray  # (L, T) for every frame
     dram_write_bits: np.ndarray
     weight_load_bits: np.ndarray  # weight SRAM writes (L, T)
-    first_frame_only_bits: np.ndarray  # (L, T) resident weights: DRAM reads of frame 0 only
+    first_frame_only_bits: np.ndarray  # (L, T) resident weights: DRAM reads and SRAM writes of frame 0 only
     spike_sram_write: np.ndarray  # (L, T) output maps written to the spike SRAM (or line buffer)
     spike_sram_read: np.ndarray  # (L, T) input maps read from the spike SRAM
     line_buffer_bits: np.ndarray  # (L, T) bits through fusion line buffers (written + read)
@@ -152,9 +152,8 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
     for i, bits in enumerate(w):
         if not bits:
             continue
-        if plan.weights_resident:
+        if plan.weights_resident:  # loaded once, for the first frame
             plan.first_frame_only_bits[i, 0] += bits
-            plan.weight_load_bits[i, 0] += bits
         elif time_inner:
             plan.dram_read_bits[i, 0] += bits
             plan.weight_load_bits[i, 0] += bits
@@ -201,7 +200,7 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
 
     # --- spike maps: (producer index, bits per step); -1 = the sensor's map
     maps: list[tuple[int, Layer]] = []
-    if sensor_layer is not None and any(c != layers[0].name for c in consumers.get(sensor_layer.name, [])):
+    if sensor_layer is not None and any(r != 0 for r in _readers(sensor_layer.name, consumers, index, layers)):
         maps.append((-1, sensor_layer))
     for i, la in enumerate(layers):
         if la.spiking and la.op != "flatten" and la.name in consumers and i not in fused_a:
