@@ -93,3 +93,14 @@ def test_json_schema_covers_every_field():
             node = node["properties"][part]
         assert "description" in node and "default" in node
     assert "gbps_per_lane" in text
+
+
+def test_markdown_reference_is_current():
+    from pathlib import Path
+
+    from snnsim.schema import markdown_reference
+
+    text = markdown_reference()
+    for path, _f in iter_fields(HWCONFIG):
+        assert f"`{path}`" in text
+    assert Path("docs/hwconfig.md").read_text() == text + "\n", "regenerate: snnsim schema --markdown > docs/hwconfig.md"

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of hwconfig files",
                        description="The JSON Schema of hwconfigs, for editors and validators.")
     p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table of every key instead of JSON Schema")
 
     p = sub.add_parser("workload", help="make spike traces (synthesize)")
     wsub = p.add_subparsers(dest="wverb", metavar="ACTION")
@@ -360,9 +361,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     import json
 
-    from .schema import json_schema
+    from .schema import json_schema, markdown_reference
 
-    text = json.dumps(json_schema(), indent=1)
+    text = markdown_reference() if args.markdown else json.dumps(json_schema(), indent=1)
     if args.output:
         _safe_write(Path(args.output), text + "\n", overwrite=True)
     else:
