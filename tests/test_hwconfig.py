@@ -103,4 +103,4 @@ def test_markdown_reference_is_current():
     text = markdown_reference()
     for path, _f in iter_fields(HWCONFIG):
         assert f"`{path}`" in text
-    assert Path("docs/hwconfig.md").read_text() == text + "\n", "regenerate: snnsim schema --markdown > docs/hwconfig.md"
+    assert Path("docs/hwconfig.md").read_text().rstrip() == text.rstrip(), "regenerate: snnsim schema --markdown > docs/hwconfig.md"
