@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
     p.add_argument("--markdown", action="store_true", help="a Markdown table of every key instead of JSON Schema")
 
-    p = sub.add_parser("workload", help="make spike traces (synthesize)")
+    p = sub.add_parser("workload", help="make spike traces (synthesize, from/to NIR)")
     wsub = p.add_subparsers(dest="wverb", metavar="ACTION")
     s = wsub.add_parser("synth", help="synthesize a trace by a real forward pass of an untrained SNN over photos",
                         description="Forward pass of a chosen topology (binary weights, IF neurons, direct "
@@ -108,6 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--first-layer-weight-bits", type=int, default=4, help="bits of the in-pixel weights")
     s.add_argument("-o", "--output", metavar="FILE", help="trace to write (.npz); refuses to overwrite without --overwrite")
     s.add_argument("--overwrite", action="store_true")
+    n = wsub.add_parser("from-nir", help="a trace from a NIR graph: recorded spikes (NIRData) or simulated",
+                        description="Map a NIR graph's nodes to trace layers; take the spikes from a NIRData "
+                                    "file, or simulate the graph on --inputs for --time-steps steps "
+                                    "(forward Euler with --dt). Needs: pip install \"snnsim[nir]\".")
+    n.add_argument("graph", help="NIR graph file (written by nir.write)")
+    n.add_argument("--spikes", metavar="DATA", help="NIRData file with each neuron node's spikes")
+    n.add_argument("--inputs", metavar="FILE", help="analog inputs, .npy or .npz, (samples, *input shape) in [0, 1]")
+    n.add_argument("--time-steps", type=int, default=None, help="time steps T (to simulate, or to bin event data)")
+    n.add_argument("--dt", type=float, default=1e-4, help="time step of the discretisation (default 1e-4)")
+    n.add_argument("--weight-bits", type=int, default=8, help="bits recorded for non-binary weights (default 8)")
+    n.add_argument("--reset", choices=("zero", "subtract"), default=None, help="override the reset mode")
+    n.add_argument("--spike-condition", choices=("nir", "v1"), default="nir",
+                   help="fire on v > threshold (nir, default) or v >= threshold (v1)")
+    n.add_argument("--model", default=None, help="model name recorded in the trace")
+    n.add_argument("--dataset", default="unknown", help="dataset name recorded in the trace")
+    n.add_argument("-o", "--output", metavar="TRACE", help="trace to write (.npz)")
+    n.add_argument("--overwrite", action="store_true")
+    t = wsub.add_parser("to-nir", help="write a trace's graph (and optionally its spikes) as NIR",
+                        description="The reverse of from-nir. Needs: pip install \"snnsim[nir]\".")
+    t.add_argument("trace", help="spike trace (.npz, format v1) with weights")
+    t.add_argument("--data", metavar="DATA", help="also write the input and spikes as a NIRData file")
+    t.add_argument("--dt", type=float, default=1e-4, help="time step of the discretisation (default 1e-4)")
+    t.add_argument("-o", "--output", metavar="GRAPH", help="NIR file to write")
+    t.add_argument("--overwrite", action="store_true")
     return parser
 
 
@@ -374,6 +398,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .errors import UsageError
 
+    if args.wverb == "from-nir":
+        return cmd_from_nir(args)
+    if args.wverb == "to-nir":
+        return cmd_to_nir(args)
     if args.wverb != "synth":
         parser.parse_args(["workload", "--help"])
         return EXIT_USAGE
@@ -398,6 +426,47 @@ def cmd_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     save_workload(wl, out)
     _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {wl.model}, {wl.samples} samples, "
           f"{wl.time_steps} steps, {len(wl.layers)} layers")
+    return 0
+
+
+def _new_output(args: argparse.Namespace, what: str, *extra: str | None) -> list[Path]:
+    from .errors import UsageError
+
+    if not args.output:
+        raise UsageError(f"{what} needs an output file", key="-o", expected="-o FILE", found="nothing")
+    outs = [Path(p) for p in (args.output, *extra) if p]
+    for out in outs:
+        if out.exists() and not args.overwrite:
+            raise UsageError("refusing to overwrite an existing file", file=str(out), expected="a new file",
+                             found="the file exists", suggestion="choose another name, or pass --overwrite")
+    return outs
+
+
+def cmd_from_nir(args: argparse.Namespace) -> int:
+    from .export.nir import nir_to_trace
+
+    (out,) = _new_output(args, "from-nir")
+    nir_to_trace(args.graph, out, spikes=args.spikes, inputs=args.inputs, time_steps=args.time_steps,
+                 dt=args.dt, weight_bits=args.weight_bits, spike_condition=args.spike_condition,
+                 reset=args.reset, model=args.model, dataset=args.dataset)
+    from .workload.trace import load_workload
+
+    wl = load_workload(out)
+    _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {wl.model}, {wl.samples} samples, "
+          f"{wl.time_steps} steps, {len(wl.layers)} layers; spikes {wl.provenance.get('spikes', '?')}")
+    for note in wl.provenance.get("notes", []):
+        _emit(f"note: {note}")
+    return 0
+
+
+def cmd_to_nir(args: argparse.Namespace) -> int:
+    from .export.nir import write_nir
+    from .workload.trace import load_workload
+
+    outs = _new_output(args, "to-nir", args.data)
+    wl = load_workload(args.trace)
+    write_nir(wl, outs[0], dt=args.dt, data_path=args.data)
+    _emit(f"wrote {outs[0]}" + (f" and {args.data}" if args.data else "") + f" ({len(wl.layers)} layers)")
     return 0
 
 

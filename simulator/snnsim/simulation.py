@@ -197,7 +197,18 @@ def run_meta(hw: Hardware, wl: Workload, sensor_kind: str, sensor_layer: str | N
         "engine": {"makespan_ps": makespan_ps, "stages": stages,
                    "fifo_capacity": {"sensor->link": caps[0], "link->core": caps[1]}},
         "energy_sources": energy_sources(hw, sensor_kind),
+        "neurobench_ops": neurobench_meta(wl),
     }
+
+
+def neurobench_meta(wl: Workload) -> dict:
+    """NeuroBench's synaptic-operation counts of the workload (per sample; docs/ops.md)."""
+    from .report.ops import neurobench_ops
+
+    ops = neurobench_ops(wl)
+    keys = ("dense", "effective_macs", "effective_acs", "synops")
+    return {"source": ops["source"], "total": ops["total"], "neurobench": ops["neurobench"],
+            "layers": {e["name"]: {k: e[k] for k in keys} for e in ops["layers"] if e["counted"]}}
 
 
 def energy_sources(hw: Hardware, kind: str) -> dict[str, dict]:

@@ -114,6 +114,11 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
     conv_payload = meta["link"]["conventional_payload_bits_per_frame"]
     conv_wire = meta["link"]["conventional_wire_bits_per_frame"]
 
+    nb = meta.get("neurobench_ops") or {}
+    nb_layers = nb.get("layers", {})
+    # NeuroBench's effective operations of the layers the core runs (not the in-pixel one)
+    nb_core_ops = sum(v["synops"] for la in meta["workload"]["layers"] if la["runs_on"] == "core"
+                      for v in [nb_layers.get(la["name"])] if v)
     layers_out = []
     for la in meta["workload"]["layers"]:
         name = la["name"]
@@ -130,6 +135,7 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
             "core_cycles_per_frame": by_layer[("core", name, "cycles")] / samples,
             "synaptic_ops_per_frame": by_layer[("core", name, "synaptic_ops")] / samples,
             "macs_per_frame": by_layer[("core", name, "macs")] / samples,
+            "neurobench": nb_layers.get(name),
         })
     # flatten only renames its input's neurons: counting it would count those spikes twice
     counted = [la["name"] for la in meta["workload"]["layers"] if la["op"] != "flatten"]
@@ -184,6 +190,10 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
                                                 energy_component["core"] + energy_component["dram"], samples),
             "tops_per_w_dense": _tops_per_w(2 * tot[("core", "dense_macs")],
                                             energy_component["core"] + energy_component["dram"], samples),
+            "neurobench": dict(nb.get("neurobench", {})),
+            "neurobench_core_synops_per_frame": nb_core_ops,
+            "tops_per_w_neurobench": _tops_per_w(2 * nb_core_ops * samples,
+                                                 energy_component["core"] + energy_component["dram"], samples),
             "dram_bits_per_frame": (tot[("core", "dram_read_bits")] + tot[("core", "dram_write_bits")]) / samples,
             "memory_stall_cycles_per_frame": tot[("core", "dram_stall_cycles")] / samples,
             "fusion_saved_bits_per_frame": tot[("core", "fusion_saved_bits")] / samples,
