@@ -1,0 +1,210 @@
+"""Train a small convolutional SNN on scikit-learn's handwritten digits, then export its spike trace.
+
+    pip install -e ".[torch]"
+    python workloads/train_digits.py            # writes workloads/digits_snn.npz
+
+The data are real and offline: scikit-learn's ``load_digits`` (the UCI ML hand-written digits,
+8x8 pixels, 17 grey levels, 1,797 images), scaled to [0, 1], bilinear-upsampled to 16x16 and
+rounded to the 8-bit grid k/255 (what an 8-bit pixel readout delivers). A stratified split keeps
+25 % of the images for testing.
+
+The network fits format v1 and a P2M chip (``hwconfigs/p2m_digits.yaml``):
+
+    conv0  Conv2d 1 -> 8, kernel 2, stride 2, no padding, no bias   16x16 -> 8x8   (the in-pixel layer)
+    lif0   snntorch.Leaky(beta=1): IF, threshold 1, reset by subtraction
+    conv1  Conv2d 8 -> 16, kernel 3, padding 1, no bias             8x8
+    lif1   IF as above
+    pool   MaxPool2d 2 of spikes (their OR)                          16x4x4
+    flat   Flatten                                                   256
+    fc     Linear 256 -> 10, no bias, no neuron (membrane read-out summed over the steps)
+
+Direct encoding, T = 4 steps, surrogate gradients (snnTorch's arctan), Adam. Every weight is
+trained quantisation-aware on a 4-bit sign-magnitude grid per output channel (alpha * k / 7,
+k = -7..7, alpha = the channel's largest magnitude; straight-through gradient), so the exported
+weights are what a 4-bit chip stores. No bias and no batch norm: format v1 has no bias, and a
+constant current per step cannot be folded into a threshold over T > 1 steps.
+
+Seeded and deterministic on CPU (one thread, deterministic algorithms): the same versions give
+the same weights, accuracy and trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SEED = 0
+TIME_STEPS = 4
+SIZE = 16
+WEIGHT_BITS = 4
+EXPORT_SAMPLES = 32
+
+
+def load_digits_16() -> tuple[np.ndarray, np.ndarray]:
+    """Digits as float32 (N, 1, 16, 16) on the 8-bit grid in [0, 1], and their labels."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.as_tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    x = torch.nn.functional.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    x = torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
+    return x.numpy().astype(np.float32), d.target.astype(np.int64)
+
+
+class SignMagnitude:
+    """Fake quantisation to b-bit sign-magnitude levels per output channel (straight-through)."""
+
+    def __init__(self, bits: int) -> None:
+        self.levels = 2 ** (bits - 1) - 1
+
+    def module(self):
+        import torch
+
+        levels = self.levels
+
+        class Quant(torch.nn.Module):
+            def forward(self, w):
+                alpha = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1).clamp_min(1e-8)
+                alpha = alpha.reshape((-1,) + (1,) * (w.dim() - 1))
+                q = torch.round(w / alpha * levels) * alpha / levels
+                return w + (q - w).detach()
+
+        return Quant()
+
+
+def build_model():
+    import snntorch as snn
+    import torch.nn as nn
+    from snntorch import surrogate
+
+    grad = surrogate.atan()
+
+    class DigitsSNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv0 = nn.Conv2d(1, 8, kernel_size=2, stride=2, bias=False)
+            self.lif0 = snn.Leaky(beta=1.0, threshold=1.0, spike_grad=grad, init_hidden=True)
+            self.conv1 = nn.Conv2d(8, 16, kernel_size=3, padding=1, bias=False)
+            self.lif1 = snn.Leaky(beta=1.0, threshold=1.0, spike_grad=grad, init_hidden=True)
+            self.pool = nn.MaxPool2d(2)
+            self.flat = nn.Flatten()
+            self.fc = nn.Linear(16 * 4 * 4, 10, bias=False)
+
+        def forward(self, x):  # one time step
+            s0 = self.lif0(self.conv0(x))
+            s1 = self.lif1(self.conv1(s0))
+            return self.fc(self.flat(self.pool(s1)))
+
+    return DigitsSNN()
+
+
+def reset(model) -> None:
+    for m in model.modules():
+        if hasattr(m, "reset_mem"):
+            m.reset_mem()
+
+
+def run(model, x, steps: int = TIME_STEPS):
+    """Direct encoding: the same frame every step; the read-out is the sum of the fc outputs."""
+    reset(model)
+    out = 0
+    for _ in range(steps):
+        out = out + model(x)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--samples", type=int, default=EXPORT_SAMPLES, help="test images in the exported trace")
+    p.add_argument("-o", "--out", default=str(HERE / "digits_snn.npz"))
+    args = p.parse_args(argv)
+
+    import torch
+    import torch.nn.utils.parametrize as parametrize
+    from sklearn.model_selection import train_test_split
+    from snnsim.export import from_torch
+    from snnsim.workload.trace import save_workload
+
+    torch.manual_seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    t0 = time.time()
+
+    x, y = load_digits_16()
+    idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=SEED)
+    xtr, ytr = torch.as_tensor(x[idx_train]), torch.as_tensor(y[idx_train])
+    xte, yte = torch.as_tensor(x[idx_test]), torch.as_tensor(y[idx_test])
+
+    model = build_model()
+    quant = SignMagnitude(WEIGHT_BITS)
+    for m in (model.conv0, model.conv1, model.fc):
+        parametrize.register_parametrization(m, "weight", quant.module())
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(SEED)
+    batch = 64
+    for epoch in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(ytr), generator=gen)
+        total = 0.0
+        for i in range(0, len(perm), batch):
+            b = perm[i:i + batch]
+            opt.zero_grad()
+            loss = loss_fn(run(model, xtr[b]), ytr[b])
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(b)
+        sched.step()
+        if epoch % 10 == 9 or epoch == args.epochs - 1:
+            print(f"epoch {epoch + 1:3d}  loss {total / len(ytr):.4f}")
+
+    for m in (model.conv0, model.conv1, model.fc):  # the 4-bit weights become the weights
+        parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    model.eval()
+    with torch.no_grad():
+        pred = run(model, xte).argmax(dim=1)
+        acc = float((pred == yte).float().mean())
+        pred_tr = run(model, xtr).argmax(dim=1)
+        acc_tr = float((pred_tr == ytr).float().mean())
+    print(f"train accuracy {acc_tr:.4f} ({len(ytr)} images)")
+    print(f"test accuracy  {acc:.4f} ({int((pred == yte).sum())}/{len(yte)} held-out images), T = {TIME_STEPS}")
+
+    n = min(args.samples, len(yte))
+    wl = from_torch(model, xte[:n], TIME_STEPS, model_name="digits_snn",
+                    dataset=f"sklearn_digits_{SIZE}x{SIZE} (test split, first {n})")
+    wl.provenance.update({
+        "trained": {"data": "scikit-learn load_digits (UCI ML hand-written digits, CC BY 4.0)",
+                    "preprocessing": f"ink/16, bilinear to {SIZE}x{SIZE}, rounded to k/255",
+                    "split": "stratified 75/25, random_state 0", "epochs": args.epochs, "time_steps": TIME_STEPS,
+                    "optimizer": "Adam lr 5e-3, cosine schedule, batch 64", "surrogate": "snntorch atan",
+                    "weights": f"{WEIGHT_BITS}-bit sign-magnitude per output channel, quantisation-aware",
+                    "seed": SEED, "test_accuracy": round(acc, 4), "train_accuracy": round(acc_tr, 4),
+                    "test_images": len(yte), "labels": [int(v) for v in yte[:n]],
+                    "exported_accuracy": round(float((pred[:n] == yte[:n]).float().mean()), 4)},
+    })
+    save_workload(wl, args.out)
+    print(f"wrote {args.out}: {n} samples, T = {TIME_STEPS}, {Path(args.out).stat().st_size:,} bytes")
+    print("spike rates (spikes / (neurons x steps)):")
+    for la in wl.layers:
+        if la.spiking:
+            per_step = wl.spike_counts(la.name).sum(axis=0) / (la.out_size * wl.samples)
+            rate = float(wl.spike_counts(la.name).sum()) / (la.out_size * wl.samples * wl.time_steps)
+            steps = " / ".join(f"{r:.3f}" for r in per_step)
+            print(f"  {la.name:6s} {la.op:8s} {'x'.join(map(str, la.out_shape)):8s} {rate:.4f}   steps {steps}")
+    check = wl.provenance["export"]["self_check"]
+    for name, c in check.items():
+        print(f"  self-check {name}: {c['trains_differing']} of {c['neurons']} spike trains differ from a float64 "
+              f"replay ({c['within_tolerance']} within float rounding)")
+    print(f"done in {time.time() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
