@@ -31,6 +31,7 @@ the same weights, accuracy and trace.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -123,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--samples", type=int, default=EXPORT_SAMPLES, help="test images in the exported trace")
     p.add_argument("-o", "--out", default=str(HERE / "digits_snn.npz"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     args = p.parse_args(argv)
+    if Path(args.out).exists() and not args.overwrite:
+        print(f"{args.out} exists: pass --overwrite to replace it, or -o another file", file=sys.stderr)
+        return 2
 
     import torch
     import torch.nn.utils.parametrize as parametrize
