@@ -1,4 +1,5 @@
-"""snnsim verify: every recorded layer recomputed with the core's arithmetic, bit for bit."""
+"""snnsim verify: every recorded layer recomputed with the core's arithmetic, bit for bit, or in
+float64 (with a float-rounding tolerance) for a trace made with real-valued weights or thresholds."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from snnsim.cli import main
 from snnsim.errors import UsageError
-from snnsim.verify import verify_workload
+from snnsim.verify import FLOAT_RTOL, verify_workload
 from snnsim.workload.graph import Layer, Neuron
 from snnsim.workload.synth import synthesize
 from snnsim.workload.trace import Workload, load_workload, pack_spikes, save_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "workloads").glob("*.npz"))
+DIGITS = ROOT / "workloads" / "digits_snn.npz"
+FLOAT_PATH = ("float64 (float weights)", "float64")
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +30,11 @@ def small_cnn():
 @pytest.fixture(scope="module")
 def small_vsa():
     return synthesize("small_vsa", samples=3, time_steps=5, seed=1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_workload(DIGITS)
 
 
 def corrupted(wl: Workload) -> Workload:
@@ -65,7 +74,7 @@ def test_fresh_synthesized_traces_verify(name, request, tmp_path):
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.name for p in COMMITTED])
 def test_committed_workloads_verify(path):
     wl = load_workload(path)
-    result = verify_workload(wl)
+    result = verify_workload(wl)  # arithmetic="auto"
     assert result.ok, result.format_table()
     for check in result.layers:
         layer = wl.layer(check.name)
@@ -76,12 +85,24 @@ def test_committed_workloads_verify(path):
     assert all(wl.has_weights(x.name) for x in wl.layers if x.weight_shape is not None)
     d = json.loads(json.dumps(result.to_dict()))
     assert d["ok"] is True and d["counts"]["mismatch"] == 0 and d["counts"]["skipped"] == 0
+    assert d["arithmetic"] == "auto"
     assert result.format_table().splitlines()[-1].startswith("OK")
+    # auto: the synthesized traces are checked in the core's integer arithmetic (bit for bit, the
+    # sensor layer aside), the exported trained model's neuron layers in float64.
+    on_float = {c.name for c in result.layers if c.arithmetic in FLOAT_PATH}
+    if "export" in wl.provenance:
+        neurons = {x.name for x in wl.layers if x.neuron is not None and not x.extra.get("in_pixel")}
+        assert neurons and on_float == neurons
+        assert all("auto chose float64" in result.layer(n).note for n in neurons)
+    else:
+        assert not on_float and d["within_tolerance"] == 0
+        assert {c.arithmetic for c in result.layers if c.status == "match"} <= {"integer", "float64 (in-pixel)"}
+        assert verify_workload(wl, arithmetic="integer").to_dict()["layers"] == d["layers"]
 
 
 def test_committed_workloads_present():
     names = {p.name for p in COMMITTED}
-    assert {"resnet_imagenet.npz", "vsa_cifar10.npz", "vsa_mnist.npz"} <= names
+    assert {"resnet_imagenet.npz", "vsa_cifar10.npz", "vsa_mnist.npz", "digits_snn.npz"} <= names
 
 
 # ----------------------------------------------------------------------------- corruption is caught
@@ -155,11 +176,16 @@ def test_perturbed_threshold_is_caught_at_the_first_changed_spike(small_vsa):
     assert c.bits_differing == int(changed.sum())
     assert [x.name for x in result.layers if x.status == "mismatch"][0] == "conv1"
 
-    # A threshold off the integer grid of the unit is rounded, and the note says so.
+    # A threshold off the integer grid of the unit is rounded in integer arithmetic, and the note
+    # says so; auto checks that layer in float64 instead, and says why.
     wl = corrupted(small_vsa)
     wl.thresholds["conv1"][ch] += 0.3
-    note = verify_workload(wl).layer("conv1").note
+    note = verify_workload(wl, arithmetic="integer").layer("conv1").note
     assert "threshold not an integer multiple of the current unit" in note and f"channel {ch}" in note
+    assert "rounded, may mismatch" in note
+    c = verify_workload(wl).layer("conv1")
+    assert c.arithmetic == "float64 (float weights)" and c.status == "mismatch"
+    assert c.note.startswith("auto chose float64: threshold not an integer multiple") and f"channel {ch}" in c.note
 
 
 def test_encoding_layer_threshold_and_weight_corruption(small_vsa):
@@ -204,9 +230,10 @@ def test_saturation_with_tiny_membranes():
     assert wide.layer("a").note == "no weights in the trace: skipped"
     narrow = verify_workload(wl, membrane_bits=4)
     b = narrow.layer("b")
-    assert b.status == "mismatch" and not narrow.ok
+    assert b.status == "mismatch" and not narrow.ok and b.within_tolerance == 0
     assert b.first_mismatch == {"sample": 0, "step": 2, "neuron": 0, "position": [0], "expected": 0,
-                                "recorded": 1, "current": 2, "membrane": 4, "threshold": 5}
+                                "recorded": 1, "current": 2, "membrane": 4, "threshold": 5,
+                                "reason": "differs from the exact recomputation"}
     assert "saturated at 4 bits (1 updates above, 0 below)" in b.note and "made for 16-bit" in b.note
 
     # Saturation below: weights +1 +1 -1 -1, theta 2, currents -2 -2 -2 +2 +2 +2.
@@ -237,9 +264,12 @@ def test_binary_scale_is_the_current_unit():
     # Weights +-0.25 (scale 0.25), threshold 0.75 = 3 units; currents 2, 2 -> v 2; 4 -> spike.
     wl = tiny([[1, 1, 0, 0], [1, 1, 0, 0]], [[0.25, 0.25, -0.25, 0.25]], [0.75], recorded=[[0], [1]])
     b = verify_workload(wl).layer("b")
-    assert b.status == "match" and b.note == ""
+    assert b.status == "match" and b.note == "" and b.arithmetic == "integer"
     wl.thresholds["b"] = np.array([0.8], dtype=np.float32)  # 3.2 units
-    assert "not an integer multiple" in verify_workload(wl).layer("b").note
+    assert "not an integer multiple" in verify_workload(wl, arithmetic="integer").layer("b").note
+    b = verify_workload(wl).layer("b")  # auto: float64; v = 0.5, 1.0 -> spike
+    assert b.arithmetic == "float64 (float weights)" and "not an integer multiple" in b.note
+    assert b.status == "match"
 
 
 def test_lif_is_verified_in_float64():
@@ -265,9 +295,14 @@ def test_multi_bit_encoding_layer_by_hand():
     two = verify_workload(wl, input_bits=2).layer("enc")
     assert two.status == "match" and two.arithmetic == "integer" and "not on the" not in two.note
     eight = verify_workload(wl, input_bits=8).layer("enc")  # 255 is a multiple of 3: still exact
-    assert eight.status == "match"
+    assert eight.status == "match" and eight.arithmetic == "integer"
+    three = verify_workload(wl, input_bits=3, arithmetic="integer").layer("enc")
+    assert "input not on the 3-bit grid: quantised" in three.note
+    # auto: the input is off the 3-bit grid, so float64 with the analog input: I = 7/9 per step,
+    # theta = 20/9: v = 7/9, 14/9, 21/9 -> spike, 1/9; 8/9: the same spikes.
     three = verify_workload(wl, input_bits=3).layer("enc")
-    assert "input not on the 3-bit grid" in three.note
+    assert three.arithmetic == "float64 (float weights)" and "input not on the 3-bit grid" in three.note
+    assert three.status == "match"
 
 
 def test_structural_maxpool_and_flatten():
@@ -313,3 +348,204 @@ def test_bad_arguments():
         with pytest.raises(UsageError) as info:
             verify_workload(wl, **kwargs)
         assert info.value.key == key and info.value.expected
+    for bad in ("fixed", None, "Float64"):
+        with pytest.raises(UsageError) as info:
+            verify_workload(wl, arithmetic=bad)
+        assert info.value.key == "arithmetic" and "float64" in info.value.expected
+
+
+# ----------------------------------------------------------------------------- arithmetic: auto, integer, float64
+
+@pytest.mark.parametrize("name", ["small_cnn", "small_vsa"])
+def test_auto_chooses_integer_for_synthesized_traces(name, request):
+    wl = request.getfixturevalue(name)
+    auto = verify_workload(wl)
+    assert auto.ok and auto.arithmetic == "auto"
+    assert {c.arithmetic for c in auto.layers if c.status == "match"} <= {"integer", "float64 (in-pixel)"}
+    assert "integer" in {c.arithmetic for c in auto.layers}
+    assert not any("auto chose" in c.note for c in auto.layers)
+    assert auto.to_dict()["layers"] == verify_workload(wl, arithmetic="integer").to_dict()["layers"]
+    assert "arithmetic auto" in auto.summary()
+
+
+def _float_conv(x, w, pad):
+    """Plain float64 cross-correlation, stride 1: x (B, C, H, W), w (O, C, k, k)."""
+    k = w.shape[-1]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    h, wd = xp.shape[2] - k + 1, xp.shape[3] - k + 1
+    out = np.zeros((x.shape[0], w.shape[0], h, wd))
+    for u in range(k):
+        for v in range(k):
+            out += np.einsum("bchw,oc->bohw", xp[:, :, u:u + h, v:v + wd], w[:, :, u, v])
+    return out
+
+
+def _float_if(cur, theta, reset):
+    """float64 IF over axis 1 of cur (S, T, C, ...), per-channel theta."""
+    th = theta.reshape(1, -1, *([1] * (cur.ndim - 3)))
+    v = np.zeros(cur[:, 0].shape)
+    out = np.zeros(cur.shape, dtype=bool)
+    for t in range(cur.shape[1]):
+        v = v + cur[:, t]
+        out[:, t] = v >= th
+        v = v - out[:, t] * th if reset == "subtract" else np.where(out[:, t], 0.0, v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_valued():
+    """A tiny trained-like trace: analog input -> conv0 (1 -> 4, 3x3) -> conv1 (4 -> 3, 3x3), float
+    weights, real per-channel thresholds, spikes from an exact float64 run."""
+    rng = np.random.default_rng(7)
+    s_, t_ = 3, 4
+    x = rng.random((s_, 1, 6, 6)).astype(np.float32)
+    w0 = rng.normal(0.0, 0.5, (4, 1, 3, 3)).astype(np.float32)
+    w1 = rng.normal(0.15, 0.4, (3, 4, 3, 3)).astype(np.float32)
+    th0 = rng.uniform(0.6, 1.4, 4).astype(np.float32)
+    th1 = rng.uniform(0.4, 0.9, 3).astype(np.float32)
+    cur0 = np.repeat(_float_conv(x.astype(np.float64), w0.astype(np.float64), 1)[:, None], t_, axis=1)
+    s0 = _float_if(cur0, th0.astype(np.float64), "subtract")
+    cur1 = _float_conv(s0.reshape(s_ * t_, 4, 6, 6).astype(np.float64), w1.astype(np.float64), 1)
+    s1 = _float_if(cur1.reshape(s_, t_, 3, 6, 6), th1.astype(np.float64), "zero")
+    assert 0.05 < s0.mean() < 0.6 and 0.05 < s1.mean() < 0.6
+    conv = dict(kernel=(3, 3), stride=(1, 1), padding=(1, 1))
+    layers = [Layer("conv0", "conv2d", ["input"], (4, 6, 6), weight_bits=8, neuron=Neuron(per_channel=True), **conv),
+              Layer("conv1", "conv2d", ["conv0"], (3, 6, 6), weight_bits=4,
+                    neuron=Neuron(reset="zero", per_channel=True), **conv)]
+    return Workload(layers, x, {"conv0": pack_spikes(s0), "conv1": pack_spikes(s1)}, t_,
+                    weights={"conv0": w0, "conv1": w1},
+                    thresholds={"conv0": th0, "conv1": th1})
+
+
+def test_auto_chooses_float64_for_real_valued_weights_and_thresholds(real_valued):
+    result = verify_workload(real_valued)
+    assert result.ok, result.format_table()
+    for name in ("conv0", "conv1"):
+        c = result.layer(name)
+        assert (c.status, c.arithmetic, c.mismatches, c.within_tolerance) == ("match", "float64 (float weights)", 0, 0)
+        assert c.note.startswith("auto chose float64: weights not on the")
+    assert "input not on the 8-bit grid" in result.layer("conv0").note
+    assert "threshold not an integer multiple" in result.layer("conv1").note
+    forced = verify_workload(real_valued, arithmetic="float64")
+    assert [(c.status, c.arithmetic) for c in forced.layers] == [(c.status, c.arithmetic) for c in result.layers]
+    assert not any("auto chose" in c.note for c in forced.layers)
+    # The integer path has to quantise the weights and input and round the thresholds: it does not
+    # reproduce the float model, and says why.
+    integer = verify_workload(real_valued, arithmetic="integer")
+    assert not integer.ok and integer.layer("conv1").status == "mismatch"
+    assert all(integer.layer(n).arithmetic == "integer" for n in ("conv0", "conv1"))
+    assert "quantised, may mismatch" in integer.layer("conv1").note
+
+
+def test_corrupted_exported_trace_is_caught_by_the_float64_path(digits):
+    assert verify_workload(digits).ok
+    neuron = 3 * 64 + 4 * 8 + 2  # conv1: channel 3, row 4, column 2 of 16x8x8
+    wl = corrupted(digits)
+    flip(wl, "conv1", 5, 1, neuron)
+    result = verify_workload(wl)
+    assert not result.ok
+    assert [c.name for c in result.layers if c.status == "mismatch"][0] == "conv1"
+    assert result.layer("conv0").status == "match"
+    c = result.layer("conv1")
+    assert c.arithmetic == "float64 (float weights)"
+    assert (c.mismatches, c.bits_differing, c.within_tolerance) == (1, 1, 0)
+    m = c.first_mismatch
+    assert (m["sample"], m["step"], m["neuron"], m["position"]) == (5, 1, neuron, [3, 4, 2])
+    assert m["recorded"] == 1 - m["expected"] == 1 - int(digits.spikes("conv1")[5, 1, 3, 4, 2])
+    assert m["reason"] == "beyond float tolerance" and m["margin"] > m["tolerance"] > 0
+    assert m["margin"] == pytest.approx(abs(m["membrane"] - m["threshold"]))
+    assert "sample 5 step 1 neuron 226 (3,4,2)" in result.format_table()
+
+    # a flipped spike of the encoding layer (the analog input in float64)
+    wl = corrupted(digits)
+    flip(wl, "conv0", 9, 3, 100)
+    result = verify_workload(wl)
+    c = result.layer("conv0")
+    assert c.status == "mismatch" and (c.mismatches, c.bits_differing) == (1, 1)
+    assert (c.first_mismatch["sample"], c.first_mismatch["step"], c.first_mismatch["neuron"]) == (9, 3, 100)
+    assert c.first_mismatch["reason"] == "beyond float tolerance"
+
+
+def test_integer_arithmetic_on_the_exported_trace_mismatches(digits):
+    """Forced to integers, the exported model does not verify, as documented: its weights (4-bit
+    levels) and input (k/255) lie on the core's grids, so the currents are exact integers, but the
+    thresholds are real (theta/u = 3809.3 and 14.8172 in channel 0), and the subtract reset takes
+    the real threshold off the membrane, which leaves the integer grid: no integer threshold
+    reproduces the model."""
+    result = verify_workload(digits, arithmetic="integer")
+    assert not result.ok and result.counts == {"match": 2, "mismatch": 2, "skipped": 0, "not recorded": 1}
+    conv0, conv1 = result.layer("conv0"), result.layer("conv1")
+    assert conv0.arithmetic == conv1.arithmetic == "integer"
+    assert (conv0.mismatches, conv0.bits_differing, conv0.neurons_checked) == (1, 2, 16384)
+    assert (conv1.mismatches, conv1.bits_differing, conv1.neurons_checked) == (779, 1111, 32768)
+    assert "theta/u = 3809.3); rounded, may mismatch" in conv0.note
+    assert "theta/u = 14.8172); rounded, may mismatch" in conv1.note
+    assert "not on the" not in conv0.note + conv1.note  # weights and input on their grids
+    assert conv1.first_mismatch["reason"] == "differs from the exact recomputation"
+    assert conv0.within_tolerance == conv1.within_tolerance == 0
+    assert result.layer("pool").status == result.layer("flat").status == "match"
+
+
+def test_within_tolerance_is_not_a_mismatch():
+    # Weights 0.1, 0.2, 0.3, 0.6 (float32), all four inputs spike at step 0. A float32 model sums
+    # them to 1.2000000477, the exact (float64) sum is 1.2000000402. With the threshold at the
+    # float32 sum, the float32 model fires and float64 does not: |v - theta| = 7.5e-9, far within
+    # FLOAT_RTOL x (|theta| + acc) = 1e-5 x 2.4.
+    w = np.array([0.1, 0.2, 0.3, 0.6], dtype=np.float32)
+    s32 = np.float32(0)
+    for x in w:
+        s32 = np.float32(s32 + x)
+    s64 = sum(float(x) for x in w)
+    assert float(s32) > s64 and float(s32) - s64 <= FLOAT_RTOL * (float(s32) + s64)
+    pattern = [[1, 1, 1, 1], [0, 0, 0, 0]]
+    wl = tiny(pattern, [w], [s32], recorded=[[1], [0]])
+    result = verify_workload(wl)
+    b = result.layer("b")
+    assert b.arithmetic == "float64 (float weights)" and "auto chose float64: weights not on the 1-bit" in b.note
+    assert (b.status, b.mismatches, b.bits_differing, b.within_tolerance) == ("match", 0, 0, 1)
+    assert b.first_mismatch is None and result.ok and result.within_tolerance == 1
+    assert "1 spike train(s) differ only within float rounding" in b.note and "sample 0 step 0 neuron 0" in b.note
+    assert "1 spike train(s) within float tolerance" in result.summary()
+    assert result.to_dict()["layers"][1]["within_tolerance"] == 1
+
+    # The same spike with the threshold 0.1 higher is a real mismatch.
+    wl.thresholds["b"] = np.array([s32 + np.float32(0.1)], dtype=np.float32)
+    b = verify_workload(wl).layer("b")
+    assert (b.status, b.mismatches, b.within_tolerance) == ("mismatch", 1, 0)
+    m = b.first_mismatch
+    assert (m["step"], m["expected"], m["recorded"], m["reason"]) == (0, 0, 1, "beyond float tolerance")
+    assert m["membrane"] == pytest.approx(1.2) and m["margin"] == pytest.approx(0.1)
+    assert m["tolerance"] == pytest.approx(FLOAT_RTOL * (1.3 + 1.2))
+
+
+def test_float64_lif_and_zero_reset_by_hand():
+    # leak 0.5, theta 0.7, weights 0.25 0.5 ... (off the binary grid): currents 0.75, 0.75, 0, 0.5.
+    # zero reset: v = 0.75 -> spike, 0; 0.75 -> spike, 0; 0; 0.5.
+    pattern = [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]]
+    wl = tiny(pattern, [[0.25, 0.5, 0.125, 1.0]], [0.7], reset="zero", leak=0.5, recorded=[[1], [1], [0], [0]])
+    b = verify_workload(wl).layer("b")
+    assert (b.status, b.arithmetic) == ("match", "float64 (float weights)") and "LIF" in b.note
+    wl.layers[1].neuron.reset = "subtract"  # 0.75 -> 0.05; 0.025 + 0.75 = 0.775 -> spike, 0.075; 0.0375; 0.51875
+    assert verify_workload(wl).layer("b").status == "match"
+    wl.layers[1].neuron.leak = 0.0  # IF: 0.75 -> 0.05; 0.8 -> 0.1; 0.1; 0.6: still the same spikes
+    assert verify_workload(wl).layer("b").status == "match"
+    wl.thresholds["b"] = np.array([0.76], dtype=np.float32)  # 0.75 < 0.76: no spike at step 0
+    b = verify_workload(wl).layer("b")
+    assert b.status == "mismatch" and b.first_mismatch["step"] == 0 and b.first_mismatch["expected"] == 0
+
+
+def test_verify_verb_arithmetic_option(tmp_path, capsys):
+    code = main(["verify", str(DIGITS), "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["arithmetic"] == "auto" and out["ok"] is True
+    code = main(["verify", str(DIGITS), "--arithmetic", "integer", "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["arithmetic"] == "integer"
+    assert {c["name"]: c["mismatches"] for c in out["layers"]}["conv1"] == 779
+    code = main(["verify", str(DIGITS), "--arithmetic", "float64", "--format", "table"])
+    text = capsys.readouterr().out
+    assert code == 0 and "within tol" in text and "arithmetic float64" in text
+    code = main(["verify", str(DIGITS), "--format", "csv"])
+    assert code == 0 and capsys.readouterr().out.splitlines()[0].split(",")[5] == "within_tolerance"
+    with pytest.raises(SystemExit):
+        main(["verify", str(DIGITS), "--arithmetic", "fixed"])

@@ -71,12 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="recompute every layer's spikes with the core's arithmetic and compare",
                        description="Recompute every layer's output spikes from its recorded inputs, weights and "
-                                   "thresholds with the core's integer arithmetic, and compare bit for bit with "
-                                   "TRACE. Exit status 0 when every recorded layer matches, 1 on any mismatch.")
+                                   "thresholds, and compare with TRACE: bit for bit in the core's integer "
+                                   "arithmetic, or in float64 (float weights, real thresholds) where spike trains "
+                                   "that differ only by float rounding are within tolerance (docs/verify.md). "
+                                   "Exit status 0 when every recorded layer matches, 1 on any mismatch.")
     p.add_argument("trace", help="spike trace (.npz)")
     p.add_argument("--hwconfig", help="take membrane_bits and input_bits from this chip (default: 16 and 8)")
     p.add_argument("--membrane-bits", type=int, help="membrane width (overrides the hwconfig)")
     p.add_argument("--input-bits", type=int, help="encoding-layer input bits (overrides the hwconfig)")
+    p.add_argument("--arithmetic", choices=("auto", "integer", "float64"), default="auto",
+                   help="auto (default): per layer, integer when its weights, input and thresholds are on the "
+                        "core's integer grids, float64 otherwise; integer: always the core's; float64: always "
+                        "float64 from the float weights")
     _set_option(p)
     _format_option(p)
 
@@ -347,7 +353,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     membrane_bits = args.membrane_bits or membrane_bits
     input_bits = args.input_bits or input_bits
     wl = load_workload(args.trace)
-    result = verify_workload(wl, membrane_bits=membrane_bits, input_bits=input_bits)
+    result = verify_workload(wl, membrane_bits=membrane_bits, input_bits=input_bits, arithmetic=args.arithmetic)
     fmt = _default_format(args.format)
     if fmt == "json":
         _emit(json.dumps(result.to_dict(), indent=1))
@@ -357,9 +363,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["layer", "op", "status", "neurons_checked", "mismatches", "arithmetic", "note"])
+        w.writerow(["layer", "op", "status", "neurons_checked", "mismatches", "within_tolerance", "arithmetic",
+                    "note"])
         for c in result.layers:
-            w.writerow([c.name, c.op, c.status, c.neurons_checked, c.mismatches, c.arithmetic, c.note])
+            w.writerow([c.name, c.op, c.status, c.neurons_checked, c.mismatches, c.within_tolerance, c.arithmetic,
+                        c.note])
         _emit(buf.getvalue())
     else:
         _emit(result.format_table())
