@@ -74,7 +74,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +82,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import UsageError, WorkloadError, did_you_mean
+from ..fileio import atomic_write
 from ..workload.graph import Layer, Neuron, check_graph, conv_out
 from ..workload.trace import Workload, binary_form, pack_spikes, save_workload
 
@@ -1338,21 +1338,7 @@ def workload_to_nir_data(workload: Workload, dt: float = DEFAULT_DT) -> Any:
 
 
 def _atomic(path: str | Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, write)
 
 
 def write_nir(workload: Workload, path: str | Path, dt: float = DEFAULT_DT, data_path: str | Path | None = None) -> Path:

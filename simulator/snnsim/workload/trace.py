@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WorkloadError, did_you_mean
+from ..fileio import atomic_write
 from .graph import Layer, check_graph, layer_from_dict
 
 FORMAT_NAME = "snnsim-trace"
@@ -185,21 +184,11 @@ def save_workload(wl: Workload, path: str | Path, compressed: bool = False) -> P
             arrays[f"weights/{name}"] = np.ascontiguousarray(w, dtype=np.float32)
     for name, th in wl.thresholds.items():
         arrays[f"thresholds/{name}"] = np.ascontiguousarray(th, dtype=np.float32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def _expect(arrays: Any, name: str, shape: tuple[int, ...], dtype: Any, source: str) -> np.ndarray:
