@@ -360,8 +360,24 @@ def format_table(report: Report) -> str:
         ("sensor ADC conversions", _count(ops["sensor_adc_conversions_per_frame"])),
         ("spikes", _count(act["spikes_per_frame"])),
         ("spike rate", "-" if rate is None else f"{rate:.4f}"),
+        ("in-pixel MACs", _count(ops.get("in_pixel_macs_per_frame"))),
+        ("dense MACs (equivalent network, all steps)", _count(ops.get("dense_macs_per_frame"))),
+        ("DRAM traffic", "-" if ops.get("dram_bits_per_frame") is None else f"{_count(ops['dram_bits_per_frame'])} bit"),
+        ("memory stall cycles", _count(ops.get("memory_stall_cycles_per_frame"))),
+        ("TOPS/W effective (2 ops per AC/MAC done)", _num(ops.get("tops_per_w_effective"))),
+        ("TOPS/W dense-equivalent", _num(ops.get("tops_per_w_dense"))),
     ])
+    nb = ops.get("neurobench") or {}
+    if nb:
+        out += ["", "  NeuroBench synaptic operations (per sample, docs/ops.md)"]
+        out += _kv([("Effective_ACs", _count(nb.get("Effective_ACs"))),
+                    ("Effective_MACs", _count(nb.get("Effective_MACs"))),
+                    ("Dense", _count(nb.get("Dense")))])
     return "\n".join(out) + "\n"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
 
 
 # -- comparison ----------------------------------------------------------------------------------
