@@ -129,6 +129,30 @@ def _nonzero_dot(wl: Workload, src: str, f: np.ndarray) -> np.ndarray:
     return out
 
 
+def _position_fanout(layer: Layer) -> np.ndarray:
+    """(output neuron, weight) pairs one input neuron reaches, per spatial input position, when no
+    weight is zero: the window's in-bounds outputs times the output channels of its group."""
+    from ..hw.spikes import window_taps
+
+    if layer.op == "linear":
+        return np.full(layer.in_shape[0], layer.out_shape[0], np.int64)
+    taps = window_taps(tuple(layer.in_shape[1:]), layer.kernel, layer.stride, layer.padding,
+                       tuple(layer.out_shape[1:]))
+    return taps * (layer.out_shape[0] // layer.groups)
+
+
+def _position_dot(wl: Workload, src: str, per_pos: np.ndarray) -> np.ndarray:
+    """sum over the spikes of ``src`` of ``per_pos[position]``, per (sample, step), event by event."""
+    from ..hw.spikes import row_work
+
+    shape = wl.layer(src).out_shape
+    n = int(np.prod(shape))
+    plane = per_pos.shape[0]
+    width = shape[-1] if len(shape) > 1 else n
+    _spikes, work = row_work(wl.packed_spikes[src], n, plane, width, plane // width, per_pos)
+    return work.sum(axis=2)
+
+
 def input_is_binary(wl: Workload) -> bool:
     """NeuroBench's spiking test on the analog input: every value is 0, 1 or -1."""
     x = wl.input
@@ -162,13 +186,26 @@ def neurobench_ops(workload: Workload) -> dict[str, Any]:
                 check_graph(wl.layers, wl.input_shape)
             has_w = wl.has_weights(layer.name)
             entry["weights"] = "trace" if has_w else "assumed non-zero"
-            f_dense = fanout(layer, None)
-            # binary weights (+-scale) are never zero: no need to unpack them
-            w = wl.weight(layer.name) if has_w and layer.name not in wl.packed_weights else None
-            f_eff = fanout(layer, w) if w is not None else f_dense
+            # packed binary weights (+-scale) are never zero: no need to unpack them; weights
+            # without a zero count like no weights at all (the fast, per-position path)
+            w = None
+            if has_w and layer.name not in wl.packed_weights:
+                w = wl.weight(layer.name)
+                if np.all(w != 0):
+                    w = None
             src = layer.inputs[0]
-            eff = float(_nonzero_dot(wl, src, f_eff).sum()) / s_n
-            entry["dense"] = float(f_dense.sum()) * t_n
+            if w is None and src != "input":
+                # every weight counts: the fan-out depends on the input position only
+                per_pos = _position_fanout(layer)
+                c_in = layer.in_shape[0] if len(layer.in_shape) > 1 else 1
+                dense = float(per_pos.sum()) * c_in
+                eff = float(_position_dot(wl, src, per_pos).sum()) / s_n
+            else:
+                f_dense = fanout(layer, None)
+                f_eff = fanout(layer, w) if w is not None else f_dense
+                dense = float(f_dense.sum())
+                eff = float(_nonzero_dot(wl, src, f_eff).sum()) / s_n
+            entry["dense"] = dense * t_n
             is_ac = src != "input" or binary_input
             entry["effective_acs" if is_ac else "effective_macs"] = eff
             entry["synops"] = eff
