@@ -5,7 +5,9 @@ pure-Python reference model on a small case, all measured in one run so the rati
 
 Prints wall times (median of repeats), events per second (spikes replayed + packets +
 transactions) and the ratios. Timings vary 30-40% between runs on shared machines: compare the
-ratios printed by one run, not absolute times across runs.
+ratios printed by one run, not absolute times across runs. "replay" is the sensor, link and core
+models and the event-driven pipeline; "whole simulate" adds the report (records and summary);
+NeuroBench's op counts are a property of the workload, computed once per workload.
 """
 
 from __future__ import annotations

@@ -205,7 +205,11 @@ def neurobench_meta(wl: Workload) -> dict:
     """NeuroBench's synaptic-operation counts of the workload (per sample; docs/ops.md)."""
     from .report.ops import neurobench_ops
 
-    ops = neurobench_ops(wl)
+    # a property of the workload alone: computed once per workload, whatever the chips it runs on
+    cache = wl.__dict__.setdefault("_neurobench_ops", [])
+    if not cache:
+        cache.append(neurobench_ops(wl))
+    ops = cache[0]
     keys = ("dense", "effective_macs", "effective_acs", "synops")
     return {"source": ops["source"], "total": ops["total"], "neurobench": ops["neurobench"],
             "layers": {e["name"]: {k: e[k] for k in keys} for e in ops["layers"] if e["counted"]}}
