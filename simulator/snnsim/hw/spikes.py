@@ -48,13 +48,16 @@ def _row_work_words(words, n_neurons, plane, row_of, taps, n_rows, count, where)
 
 @njit(cache=True, inline="always")
 def _scan_word(word, base, pos0, n_neurons, plane, row_of, taps, count, where, spikes, work):
-    for byte_i in range(8):
+    byte_i = 0
+    while word != 0:  # stops after the last non-zero byte
         # the bytes of a little-endian word hold neurons base + 8 * byte_i ...
-        byte = np.int64((word >> np.uint64(8 * byte_i)) & np.uint64(0xFF))
+        byte = np.int64(word & np.uint64(0xFF))
+        word = word >> np.uint64(8)
+        byte_i += 1
         if byte == 0:
             continue
         for j in range(count[byte]):
-            k = byte_i * 8 + where[byte, j]
+            k = (byte_i - 1) * 8 + where[byte, j]
             if base + k >= n_neurons:
                 return
             pos = pos0 + k
