@@ -20,7 +20,7 @@ from .hw.core import core_plan
 from .hw.link import link_plan, raw_frame_wire_bits
 from .hw.sensor import sensor_energy_pj, sensor_plan
 from .hwconfig import Hardware
-from .report.report import Record, Report
+from .report.report import Record, RecordBlock, Report
 from .units import us_to_ps
 from .workload.graph import check_graph
 from .workload.trace import Workload
@@ -48,27 +48,15 @@ def core_energy(hw: Hardware, c: dict[str, np.ndarray]) -> dict[str, tuple[str, 
     }
 
 
-def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.ndarray]) -> list[Record]:
-    """Every core counter and energy per (sample, layer, step) as records."""
+def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.ndarray]) -> list[RecordBlock]:
+    """Every core counter and energy per (sample, layer, step), as one block of records."""
     energy = core_energy(hw, counters)
     units = {k: ("bit" if k.endswith("_bits") else "count") for k in CORE_COUNTERS}
-    s_n, _l, t_n = counters["cycles"].shape
-    # columns built with NumPy, then zipped into tuples: thousands of records in a few ms
     metrics = [(k, units[k], "core", counters[k]) for k in CORE_COUNTERS]
     metrics += [(f"energy.{a}", "pJ", comp, arr) for a, (comp, _e, arr) in energy.items()]
-    n_l = len(layer_names)
-    n_m = len(metrics)
-    # order: sample, layer, step, metric
-    values = np.stack([m[3].astype(np.float64) for m in metrics], axis=-1).reshape(-1).tolist()
-    shape = (s_n, n_l, t_n, n_m)
-    samples = np.broadcast_to(np.arange(s_n)[:, None, None, None], shape).reshape(-1).tolist()
-    layers = [layer_names[i] for i in np.broadcast_to(np.arange(n_l)[None, :, None, None], shape).reshape(-1)]
-    steps = np.broadcast_to(np.arange(t_n)[None, None, :, None], shape).reshape(-1).tolist()
-    names = [m[0] for m in metrics] * (s_n * n_l * t_n)
-    comps = [m[2] for m in metrics] * (s_n * n_l * t_n)
-    unit_col = [m[1] for m in metrics] * (s_n * n_l * t_n)
-    out = list(map(Record._make, zip(samples, layers, steps, comps, names, values, unit_col, strict=True)))
-    return out
+    values = np.stack([m[3].astype(np.float64) for m in metrics], axis=-1)
+    return [RecordBlock(layers=list(layer_names), metrics=[m[0] for m in metrics],
+                        components=[m[2] for m in metrics], units=[m[1] for m in metrics], values=values)]
 
 
 def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Report:

@@ -8,8 +8,10 @@ replaying the trace; nothing is typed in. Units are in the key names of the summ
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import numpy as np
 
 SCHEMA_NAME = "snnsim-report"
 SCHEMA_VERSION = "1.0"
@@ -31,17 +33,57 @@ class Record(NamedTuple):
 
 
 @dataclass
-class Report:
-    """A simulation's result: metadata, tidy records and the derived summary."""
+class RecordBlock:
+    """Records on a (sample, layer, step, metric) grid, kept as one array until someone reads them
+    as rows: a run builds thousands, and most runs only need the summary."""
 
-    meta: dict[str, Any]
-    records: list[Record]
-    summary: dict[str, Any] = field(default_factory=dict)
+    layers: list[str]
+    metrics: list[str]
+    components: list[str]
+    units: list[str]
+    values: np.ndarray  # float64 (samples, layers, steps, metrics)
+
+    def rows(self) -> list[Record]:
+        """The block's records in (sample, layer, step, metric) order."""
+        s_n, n_l, t_n, n_m = self.values.shape
+        shape = self.values.shape
+        n = s_n * n_l * t_n
+        samples = np.broadcast_to(np.arange(s_n)[:, None, None, None], shape).reshape(-1).tolist()
+        layers = [self.layers[i] for i in np.broadcast_to(np.arange(n_l)[None, :, None, None], shape).reshape(-1)]
+        steps = np.broadcast_to(np.arange(t_n)[None, None, :, None], shape).reshape(-1).tolist()
+        return list(map(Record._make, zip(samples, layers, steps, self.components * n, self.metrics * n,
+                                          self.values.reshape(-1).tolist(), self.units * n, strict=True)))
+
+
+class Report:
+    """A simulation's result: metadata, tidy records and the derived summary.
+
+    ``records`` may be given as rows and :class:`RecordBlock` items; blocks are expanded into rows
+    the first time ``records`` is read, in place, so the order is the order they were given in.
+    """
+
+    def __init__(self, meta: dict[str, Any], records: list, summary: dict[str, Any] | None = None) -> None:
+        self.meta = meta
+        self._items = list(records)
+        self._rows: list[Record] | None = None
+        self.summary = summary if summary is not None else {}
+
+    @property
+    def records(self) -> list[Record]:
+        if self._rows is None:
+            rows: list[Record] = []
+            for item in self._items:
+                if isinstance(item, RecordBlock):
+                    rows += item.rows()
+                else:
+                    rows.append(item)
+            self._rows = rows
+        return self._rows
 
     @classmethod
-    def build(cls, meta: dict[str, Any], records: list[Record]) -> Report:
+    def build(cls, meta: dict[str, Any], records: list) -> Report:
         r = cls(meta=meta, records=records)
-        r.summary = summarize(meta, records)
+        r.summary = summarize(meta, r._items)
         return r
 
     # -- access ---------------------------------------------------------------------------------
@@ -72,7 +114,7 @@ def _tops_per_w(ops_total: float, core_pj_per_frame: float, samples: int) -> flo
     return (ops_total / samples) / (core_pj_per_frame * 1e-12) / 1e12
 
 
-def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
+def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     """Headline figures per frame (means over the workload's samples) and per layer."""
     samples = meta["workload"]["samples"]
     steps = meta["workload"]["time_steps"]
@@ -82,8 +124,17 @@ def summarize(meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
     energy_action: dict[tuple[str, str], float] = defaultdict(float)
     per_sample: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * samples)
     stage: dict[str, dict[str, float]] = defaultdict(dict)
-    # one pass; records are tuples, unpacked directly (reports hold thousands)
-    for sample, layer, step, component, metric, value, _unit in records:
+    # one pass; records are tuples, unpacked directly; a block of records is summed as an array
+    rows = []
+    for item in records:
+        if isinstance(item, RecordBlock):
+            sums = item.values.sum(axis=(0, 2))  # over samples and steps: (layers, metrics)
+            for li, layer in enumerate(item.layers):
+                for mi, metric in enumerate(item.metrics):
+                    by_layer[(item.components[mi], layer, metric)] += float(sums[li, mi])
+        else:
+            rows.append(item)
+    for sample, layer, step, component, metric, value, _unit in rows:
         by_layer[(component, layer, metric)] += value
         if component == "activity":
             by_step[(layer, step, metric)] += value
