@@ -91,6 +91,16 @@ def edge_fanout(layer: Layer) -> tuple[np.ndarray, int]:
                        expected="conv2d, conv3d, linear, avgpool, maxpool, add, flatten", found=layer.op)
 
 
+def _cached_fanout(wl: Workload, layer: Layer) -> tuple[np.ndarray, int]:
+    """edge_fanout, computed once per workload and layer (it depends on the geometry only)."""
+    cache = wl.__dict__.setdefault("_fanout", {})
+    key = (layer.name, layer.op, tuple(layer.in_shape), tuple(layer.out_shape), tuple(layer.kernel),
+           tuple(layer.stride), tuple(layer.padding), layer.groups)
+    if key not in cache:
+        cache[key] = edge_fanout(layer)
+    return cache[key]
+
+
 def plane_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(plane, width, rows) of an activation: positions per channel, row length, spatial rows."""
     c, sp = _spatial(shape)
@@ -145,7 +155,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                                    key=f"{key}.weight_bits", expected=f"<= {cfg['weight_bits']} "
                                    f"({hw.source}: core.weight_bits)", found=str(layer.weight_bits),
                                    suggestion=f"--set core.weight_bits={layer.weight_bits}")
-            taps, c_group = edge_fanout(layer)
+            taps, c_group = _cached_fanout(wl, layer)
             groups = vector_ops_per_tap(c_group, v, mp.tile_channels[li])
             w_bits = layer.weight_bits if layer.op in ("conv2d", "conv3d", "linear") else 0
             for src in layer.inputs:

@@ -68,6 +68,17 @@ def _scan_word(word, base, pos0, n_neurons, plane, row_of, taps, count, where, s
             work[row] += taps[pos]
 
 
+_ROW_TABLES: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _row_table(plane: int, width: int) -> np.ndarray:
+    """Spatial row of every position (cached: the same few geometries recur)."""
+    key = (plane, width)
+    if key not in _ROW_TABLES:
+        _ROW_TABLES[key] = np.arange(plane, dtype=np.int64) // width
+    return _ROW_TABLES[key]
+
+
 def row_work(packed: np.ndarray, n_neurons: int, plane: int, width: int, n_rows: int,
              taps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Spikes and summed per-spike fan-out per (sample, step, spatial row).
@@ -82,7 +93,7 @@ def row_work(packed: np.ndarray, n_neurons: int, plane: int, width: int, n_rows:
     if pad:
         packed = np.concatenate([packed, np.zeros((s_n, t_n, pad), np.uint8)], axis=2)
     words = np.ascontiguousarray(packed).view("<u8")
-    row_of = np.arange(plane, dtype=np.int64) // width
+    row_of = _row_table(plane, width)
     return _row_work_words(words, n_neurons, plane, row_of, np.ascontiguousarray(taps, dtype=np.int64), n_rows,
                            _COUNT, _WHERE)
 
