@@ -394,24 +394,24 @@ def _build_vgg_small(net: _Net, out_channels: int, bits: int) -> None:
     net.linear("fc", x, 10, neuron=False)
 
 
-def _build_vsa_cifar10(net: _Net, out_channels: int, bits: int) -> None:
-    x = net.encoding(64)
-    for i, c in enumerate((128, 256, 256), start=1):
+def _vsa_net(net: _Net, encoding_channels: int, convs: tuple[int, ...], hidden: int) -> None:
+    """Encoding conv, then (binary conv 3x3 + OR max-pool) per entry of ``convs``, flatten,
+    a spiking hidden linear layer and a 10-way classifier read out as membranes."""
+    x = net.encoding(encoding_channels)
+    for i, c in enumerate(convs, start=1):
         x = net.conv(f"conv{i}", x, c, 3, 1, 1)
         x = net.pool(f"pool{i}", "maxpool", x, 2, neuron=False)
     x = net.flatten("flatten", x)
-    x = net.linear("fc1", x, 512, neuron=True)
+    x = net.linear("fc1", x, hidden, neuron=True)
     net.linear("fc2", x, 10, neuron=False)
+
+
+def _build_vsa_cifar10(net: _Net, out_channels: int, bits: int) -> None:
+    _vsa_net(net, 64, (128, 256, 256), 512)
 
 
 def _build_vsa_mnist(net: _Net, out_channels: int, bits: int) -> None:
-    x = net.encoding(32)
-    for i, c in enumerate((32, 64), start=1):
-        x = net.conv(f"conv{i}", x, c, 3, 1, 1)
-        x = net.pool(f"pool{i}", "maxpool", x, 2, neuron=False)
-    x = net.flatten("flatten", x)
-    x = net.linear("fc1", x, 256, neuron=True)
-    net.linear("fc2", x, 10, neuron=False)
+    _vsa_net(net, 32, (32, 64), 256)
 
 
 def _build_small_vsa(net: _Net, out_channels: int, bits: int) -> None:

@@ -269,6 +269,16 @@ def _field(man: dict, key: str, kind: type | tuple, source: str, check=None, exp
     return v
 
 
+def _weighted_layer(array_name: str, by_name: dict[str, Layer], source: str) -> str:
+    """The layer a ``weights/``-like array belongs to; it must exist and have weights."""
+    lname = array_name.split("/", 1)[1]
+    if lname not in by_name or by_name[lname].weight_shape is None:
+        raise WorkloadError("weights for a layer that has none", file=source, key=array_name,
+                            expected="a conv2d, conv3d or linear layer", found=lname,
+                            suggestion=did_you_mean(lname, by_name))
+    return lname
+
+
 def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
     if not isinstance(man, dict):
         raise WorkloadError("manifest must be a JSON object", file=source, key="manifest",
@@ -324,18 +334,10 @@ def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
     by_name = {layer.name: layer for layer in layers}
     for name in arrays.files:
         if name.startswith("weights/"):
-            lname = name.split("/", 1)[1]
-            if lname not in by_name or by_name[lname].weight_shape is None:
-                raise WorkloadError("weights for a layer that has none", file=source, key=name,
-                                    expected="a conv2d, conv3d or linear layer",
-                                    found=lname, suggestion=did_you_mean(lname, by_name))
+            lname = _weighted_layer(name, by_name, source)
             weights[lname] = _expect(arrays, name, by_name[lname].weight_shape, np.float32, source)
         elif name.startswith("binary_weights/"):
-            lname = name.split("/", 1)[1]
-            if lname not in by_name or by_name[lname].weight_shape is None:
-                raise WorkloadError("binary weights for a layer that has none", file=source, key=name,
-                                    expected="a conv2d, conv3d or linear layer", found=lname,
-                                    suggestion=did_you_mean(lname, by_name))
+            lname = _weighted_layer(name, by_name, source)
             shape = by_name[lname].weight_shape
             bits = _expect(arrays, name, (math.ceil(math.prod(shape) / 8),), np.uint8, source)
             scales = _expect(arrays, f"weight_scales/{lname}", (shape[0],), np.float32, source)
