@@ -40,7 +40,7 @@ from ..workload.graph import Layer
 from ..workload.trace import Workload
 from .memory import dram_cycles, memory_plan
 from .sensor import SensorPlan, quad_side
-from .spikes import row_work, window_taps
+from .spikes import form_work, window_taps
 
 COUNTERS = (
     "cycles", "compute_cycles", "dram_stall_cycles", "vector_ops", "synaptic_ops", "macs", "shift_adds",
@@ -163,7 +163,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                 plane, width, rows = plane_geometry(src_layer.out_shape)
                 if taps.shape[0] != plane:  # pragma: no cover - a bug, not bad input
                     raise AssertionError(f"fan-out table of {layer.name} has {taps.shape[0]} entries, not {plane}")
-                spk, work = row_work(wl.packed_spikes[src], src_layer.out_size, plane, width, rows, taps)
+                spk, work = form_work(wl.spike_form(src), plane, taps, width, rows)
                 ops = work * groups
                 updates = work.sum(axis=2) * c_group
                 cnt["vector_ops"][:, li, :] += ops.sum(axis=2)

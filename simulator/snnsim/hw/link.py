@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import MappingError
 from ..units import ceil_ps, exact
 from .sensor import SensorPlan, ps
-from .spikes import row_work
+from .spikes import form_work
 
 HEADER_BYTES = 4
 FOOTER_BYTES = 2
@@ -108,8 +108,7 @@ def link_plan(hw, wl, sensor: SensorPlan) -> LinkPlan:
             bits = np.full((samples, n_pk), row_neurons, np.int64)
         elif encoding == "aer":
             bpe = max(1, math.ceil(math.log2(row_neurons)))
-            spikes, _ = row_work(wl.packed_spikes[layer.name], layer.out_size, h_o * w_o, w_o, h_o,
-                                 np.zeros(h_o * w_o, np.int64))
+            spikes, _ = form_work(wl.spike_form(layer.name), h_o * w_o, np.zeros(h_o * w_o, np.int64), w_o, h_o)
             # packet order: for each row, its T steps
             per = spikes.transpose(0, 2, 1).reshape(samples, n_pk)
             bits = per * bpe

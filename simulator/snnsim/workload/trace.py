@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,11 +97,30 @@ class Workload:
         return flat.reshape(self.samples, self.time_steps, *layer.out_shape)
 
     def spike_counts(self, name: str) -> np.ndarray:
-        """Spikes per (sample, step) of a layer, int64, counted from the packed bits (cached)."""
-        cache = self.__dict__.setdefault("_spike_counts", {})
-        if name not in cache:
-            cache[name] = np.bitwise_count(self.packed_spikes[name]).sum(axis=-1, dtype=np.int64)
-        return cache[name]
+        """Spikes per (sample, step) of a layer, int64, counted from the packed bits."""
+        return self.derived(name, "counts", lambda a: np.bitwise_count(a).sum(axis=-1, dtype=np.int64))
+
+    def spike_form(self, name: str):
+        """A layer's spikes in the form the replay kernels read (:mod:`snnsim.hw.spikes`)."""
+        from ..hw.spikes import spike_form
+
+        return self.derived(name, "form", lambda a: spike_form(a, self.layer(name).out_size))
+
+    def derived(self, name: str, kind: str, compute: Callable[[np.ndarray], Any]) -> Any:
+        """``compute(packed spikes of name)``, kept while that array is read-only and in place.
+
+        The loader and :func:`pack_spikes` give read-only arrays, so every hardware replaying a
+        trace reuses what was derived from its spikes once. A writable array (one a caller may
+        still change) is never cached, and replacing an array invalidates what was derived
+        from the old one."""
+        arr = self.packed_spikes[name]
+        if arr.flags.writeable:
+            return compute(arr)
+        cache = self.__dict__.setdefault("_derived", {})
+        hit = cache.get((kind, name))
+        if hit is None or hit[0] is not arr:
+            hit = cache[(kind, name)] = (arr, compute(arr))
+        return hit[1]
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -123,7 +143,9 @@ def pack_spikes(spikes: np.ndarray) -> np.ndarray:
     """bool/0-1 array (samples, T, *shape) -> packed uint8 (samples, T, ceil(N/8)), MSB first."""
     s, t = spikes.shape[:2]
     flat = np.ascontiguousarray(spikes, dtype=bool).reshape(s, t, -1)
-    return np.packbits(flat, axis=-1)
+    packed = np.packbits(flat, axis=-1)
+    packed.flags.writeable = False  # a trace's spikes do not change once recorded (copy to edit)
+    return packed
 
 
 def _check_arrays(wl: Workload) -> None:
@@ -329,6 +351,7 @@ def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
                 raise WorkloadError("padding bits past the last neuron are set", file=source,
                                     key=f"spikes/{layer.name}", expected=f"the last {pad} bits of each row zero",
                                     found="ones in the padding")
+            a.flags.writeable = False  # the trace's record: what is derived from it can be kept
             packed[layer.name] = a
     weights, thresholds, packed_weights = {}, {}, {}
     by_name = {layer.name: layer for layer in layers}
