@@ -96,40 +96,40 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
     link_done = pr.done_ps[1].reshape(s_n, n_pk)[:, -1]
     sensor_done = pr.done_ps[0].reshape(s_n, sp.rows)[:, -1]
 
-    records: list[Record] = []
+    records: list = []
     add = records.append
     sensor_layer = sp.layer or "-"
-    # sensor
+    # sensor: the same action counts for every frame, its own readout time
     s_energy = sensor_energy_pj(sp, hw.energy)
+    per_frame = [(a, float(n), "count") for a, n in sp.actions.items()]
+    per_frame += [(f"energy.{a}", pj, "pJ") for a, (_entry, _n, pj) in s_energy.items()]
+    readout = (sensor_done - frame_start).tolist()
     for s in range(s_n):
-        for action, n in sp.actions.items():
-            add(Record(s, sensor_layer, None, "sensor", action, float(n), "count"))
-        for action, (_entry, _n, pj) in s_energy.items():
-            add(Record(s, sensor_layer, None, "sensor", f"energy.{action}", pj, "pJ"))
-        add(Record(s, sensor_layer, None, "sensor", "readout_ps", float(sensor_done[s] - frame_start[s]), "ps"))
-    # link, per step of the spike rows it carries
+        for metric, value, unit in per_frame:
+            add(Record(s, sensor_layer, None, "sensor", metric, value, unit))
+        add(Record(s, sensor_layer, None, "sensor", "readout_ps", float(readout[s]), "ps"))
+    # link, per step of the spike rows it carries (a conventional frame has no steps)
+    p2m = sp.kind == "p2m"
+    link_steps = np.arange(t_n if p2m else 1)
+    in_step = (lp.step[None, :] == link_steps[:, None]) if p2m else np.ones((1, n_pk), bool)  # (steps, packets)
+    sel = in_step.T.astype(np.int64)
+    payload = (lp.payload_bits @ sel).tolist()
+    wire = (8 * lp.wire_bytes @ sel).tolist()
+    packets = in_step.sum(axis=1).tolist()
+    bursts = lp.bursts.sum(axis=1).tolist()
+    burst_time = lp.burst_ps.sum(axis=1).tolist()
     for s in range(s_n):
-        for t in range(t_n if sp.kind == "p2m" else 1):
-            m = lp.step == t
-            add(Record(s, sensor_layer, t if sp.kind == "p2m" else None, "link", "payload_bits",
-                       float(lp.payload_bits[s, m].sum()), "bit"))
-            add(Record(s, sensor_layer, t if sp.kind == "p2m" else None, "link", "wire_bits",
-                       float(8 * lp.wire_bytes[s, m].sum()), "bit"))
-            add(Record(s, sensor_layer, t if sp.kind == "p2m" else None, "link", "packets",
-                       float(m.sum()), "count"))
-        add(Record(s, sensor_layer, None, "link", "bursts", float(lp.bursts[s].sum()), "count"))
-        add(Record(s, sensor_layer, None, "link", "hs_burst_ps", float(lp.burst_ps[s].sum()), "ps"))
+        for t in range(len(link_steps)):
+            step = t if p2m else None
+            add(Record(s, sensor_layer, step, "link", "payload_bits", float(payload[s][t]), "bit"))
+            add(Record(s, sensor_layer, step, "link", "wire_bits", float(wire[s][t]), "bit"))
+            add(Record(s, sensor_layer, step, "link", "packets", float(packets[t]), "count"))
+        add(Record(s, sensor_layer, None, "link", "bursts", float(bursts[s]), "count"))
+        add(Record(s, sensor_layer, None, "link", "hs_burst_ps", float(burst_time[s]), "ps"))
     # core, per layer and step
     records += core_records(hw, cp.layer_names, cp.counters)
     # activity of every spiking layer (sensor layer included)
-    for layer in wl.layers:
-        if not layer.spiking:
-            continue
-        counts = wl.spike_counts(layer.name)
-        for s in range(s_n):
-            for t in range(t_n):
-                add(Record(s, layer.name, t, "activity", "spikes", float(counts[s, t]), "count"))
-                add(Record(s, layer.name, t, "activity", "neurons", float(layer.out_size), "count"))
+    records.append(activity_records(wl))
 
     makespan_ps = int(pr.makespan_ps)
     records += system_records(hw, [int(x) for x in 8 * lp.wire_bytes.sum(axis=1)],
@@ -142,6 +142,17 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
                     cp.details, makespan_ps, pr.names, caps)
     tick("done")
     return Report.build(meta, records)
+
+
+def activity_records(wl: Workload) -> RecordBlock:
+    """Spikes and neurons of every spiking layer per (sample, step), as one block of records."""
+    spiking = [la for la in wl.layers if la.spiking]
+    values = np.empty((wl.samples, len(spiking), wl.time_steps, 2), np.float64)
+    for i, layer in enumerate(spiking):
+        values[:, i, :, 0] = wl.spike_counts(layer.name)
+        values[:, i, :, 1] = layer.out_size
+    return RecordBlock(layers=[la.name for la in spiking], metrics=["spikes", "neurons"],
+                       components=["activity", "activity"], units=["count", "count"], values=values)
 
 
 def system_records(hw: Hardware, wire_bits: list[int], bursts: list[int], frame_start: list[int],

@@ -127,18 +127,26 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     layers = wl.layers[first:]
     names = [la.name for la in layers]
     s_n, t_n = wl.samples, wl.time_steps
-    cnt = {k: np.zeros((s_n, len(layers), t_n), np.int64) for k in COUNTERS}
+    n_l = len(layers)
+    block = np.zeros((len(COUNTERS), s_n, n_l, t_n), np.int64)
+    cnt = {k: block[i] for i, k in enumerate(COUNTERS)}  # name -> (samples, layers, steps) view
     n_packets = sensor.rows * sensor.packets_per_row
     pkt_ops = np.zeros((s_n, n_packets), np.int64)  # cycles of work done inside packet transactions
-    fed_ops = np.zeros((s_n, len(layers), t_n), np.int64)  # the same work, per layer and step
+    fed_ops = np.zeros((s_n, n_l, t_n), np.int64)  # the same work, per layer and step
     serial = cfg["input_bits"] if cfg["encoding_mode"] == "bit_serial" else 1
     scatter = cfg["dataflow"] == "scatter"
     sensor_layer = wl.layer(sensor.layer) if sensor.layer else None
     mp = memory_plan(hw, layers, sensor_layer, t_n)
 
+    # what each layer does per step, independent of its spikes: scalars per layer
+    per_layer = {k: [0] * n_l for k in ("dense_macs", "fire_ops", "compares", "fire_membrane_bits", "readout_bits")}
+    # every spiking input edge: (layer, source, plane, taps, vector ops per tap, channels per tap,
+    # weight bits per update, membrane bits read and written per update)
+    edges: list[tuple[int, str, int, np.ndarray, int, int, int, int]] = []
+    encoding: list[tuple[int, Layer]] = []
     for li, layer in enumerate(layers):
         key = f"layers.{layer.name}"
-        cnt["dense_macs"][:, li, :] += dense_macs(layer)
+        per_layer["dense_macs"][li] = dense_macs(layer)
         if "input" in layer.inputs:
             if sensor.kind != "conventional":
                 raise MappingError("with a P2M sensor only the in-pixel layer may read the analog input",
@@ -146,10 +154,8 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                                    expected="spiking inputs (the core never sees the raw frame)",
                                    found=f"{layer.inputs}",
                                    suggestion="use a conventional sensor: --set sensor.kind=conventional")
-            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
-        elif layer.op == "flatten":
-            pass  # a relabelling of its input's neurons: no reads, no work
-        else:
+            encoding.append((li, layer))
+        elif layer.op != "flatten":  # a flatten relabels its input's neurons: no reads, no work
             if layer.op in ("conv2d", "conv3d", "linear") and layer.weight_bits > cfg["weight_bits"]:
                 raise MappingError("the core stores weights of fewer bits than this layer needs", file=wl.source,
                                    key=f"{key}.weight_bits", expected=f"<= {cfg['weight_bits']} "
@@ -158,31 +164,59 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
             taps, c_group = _cached_fanout(wl, layer)
             groups = vector_ops_per_tap(c_group, v, mp.tile_channels[li])
             w_bits = layer.weight_bits if layer.op in ("conv2d", "conv3d", "linear") else 0
+            # scatter: every update is a read-modify-write of a membrane (an OR of spikes has none);
+            # gather: partial sums stay in the PEs until the fire pass
+            rmw = mem_bits if scatter and (layer.neuron is not None or layer.op != "maxpool") else 0
             for src in layer.inputs:
-                src_layer = wl.layer(src)
-                plane, width, rows = plane_geometry(src_layer.out_shape)
+                plane = plane_geometry(wl.layer(src).out_shape)[0]
                 if taps.shape[0] != plane:  # pragma: no cover - a bug, not bad input
                     raise AssertionError(f"fan-out table of {layer.name} has {taps.shape[0]} entries, not {plane}")
-                spk, work = form_work(wl.spike_form(src), plane, taps, width, rows)
-                ops = work * groups
-                updates = work.sum(axis=2) * c_group
-                cnt["vector_ops"][:, li, :] += ops.sum(axis=2)
-                cnt["synaptic_ops"][:, li, :] += updates
-                cnt["input_spikes"][:, li, :] += spk.sum(axis=2)
-                cnt["weight_read_bits"][:, li, :] += updates * w_bits
-                # scatter: every update is a read-modify-write of a membrane (an OR of spikes has
-                # none); gather: partial sums stay in the PEs until the fire pass
-                if scatter and (layer.neuron is not None or layer.op != "maxpool"):
-                    cnt["membrane_read_bits"][:, li, :] += updates * mem_bits
-                    cnt["membrane_write_bits"][:, li, :] += updates * mem_bits
-                if src == sensor.layer and li == 0:
-                    # fed by the link, row by row; packets go row-major with the steps inside
-                    pkt_ops += ops.transpose(0, 2, 1).reshape(s_n, n_packets)
-                    fed_ops[:, li, :] += ops.sum(axis=2)
-                    steps = sensor.packet_step
-                    for t in range(t_n):
-                        cnt["input_buffer_read_bits"][:, li, t] += link_payload_bits[:, steps == t].sum(axis=1)
-        _fire_pass(layer, li, cnt, v, mem_bits)
+                edges.append((li, src, plane, taps, groups, c_group, w_bits, rmw))
+        _fire_pass(layer, li, per_layer, v, mem_bits)
+
+    # the spikes, event by event: per (edge, sample, step) spikes and summed fan-out
+    n_e = len(edges)
+    spk = np.zeros((n_e, s_n, t_n), np.int64)
+    work = np.zeros((n_e, s_n, t_n), np.int64)
+    for e, (li, src, plane, taps, groups, _cg, _wb, _rmw) in enumerate(edges):
+        form = wl.spike_form(src)
+        if src == sensor.layer and li == 0:
+            # fed by the link, row by row; packets go row-major with the steps inside
+            _plane, width, rows = plane_geometry(sensor_layer.out_shape)
+            row_spk, row_work = form_work(form, plane, taps, width, rows)
+            spk[e], work[e] = row_spk.sum(axis=2), row_work.sum(axis=2)
+            pkt_ops += (row_work * groups).transpose(0, 2, 1).reshape(s_n, n_packets)
+            fed_ops[:, li, :] += work[e] * groups
+            for t in range(t_n):
+                cnt["input_buffer_read_bits"][:, li, t] += link_payload_bits[:, sensor.packet_step == t].sum(axis=1)
+        else:
+            spk[e], work[e] = form_work(form, plane, taps)
+    if n_e:
+        e_layer = np.array([ed[0] for ed in edges], np.int64)
+        coef = np.array([ed[4:] for ed in edges], np.int64)  # groups, c_group, w_bits, rmw
+        updates = work * coef[:, 1, None, None]
+
+        def by_layer(x: np.ndarray) -> np.ndarray:
+            out = np.zeros((n_l, s_n, t_n), np.int64)
+            np.add.at(out, e_layer, x)
+            return out.transpose(1, 0, 2)
+
+        cnt["vector_ops"] += by_layer(work * coef[:, 0, None, None])
+        cnt["synaptic_ops"] += by_layer(updates)
+        cnt["input_spikes"] += by_layer(spk)
+        cnt["weight_read_bits"] += by_layer(updates * coef[:, 2, None, None])
+        rmw_bits = by_layer(updates * coef[:, 3, None, None])
+        cnt["membrane_read_bits"] += rmw_bits
+        cnt["membrane_write_bits"] += rmw_bits
+    for li, layer in encoding:
+        _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
+    for k in ("dense_macs", "fire_ops", "compares"):
+        cnt[k] += np.asarray(per_layer[k], np.int64)[None, :, None]
+    cnt["membrane_read_bits"] += np.asarray(per_layer["fire_membrane_bits"], np.int64)[None, :, None]
+    cnt["membrane_write_bits"] += np.asarray(per_layer["fire_membrane_bits"], np.int64)[None, :, None]
+    if t_n:
+        cnt["membrane_read_bits"][:, :, -1] += np.asarray(per_layer["readout_bits"], np.int64)[None, :]
+    for li, layer in enumerate(layers):
         if layer.spiking:
             cnt["output_spikes"][:, li, :] = wl.spike_counts(layer.name)
 
@@ -255,20 +289,18 @@ def dense_macs(layer: Layer) -> int:
     return 0
 
 
-def _fire_pass(layer: Layer, li: int, cnt: dict, v: int, mem_bits: int) -> None:
-    """Threshold, fire and reset over every output neuron, once per step."""
+def _fire_pass(layer: Layer, li: int, per_layer: dict[str, list[int]], v: int, mem_bits: int) -> None:
+    """Threshold, fire and reset over every output neuron, once per step (per-layer scalars)."""
     if layer.neuron is None:
         if layer.op not in ("maxpool", "flatten"):
             # the classifier output: its membranes are read out after the last step
-            cnt["membrane_read_bits"][:, li, -1] += layer.out_size * mem_bits
+            per_layer["readout_bits"][li] += layer.out_size * mem_bits
         return
     c, sp = _spatial(layer.out_shape)
     positions = math.prod(sp) if sp else 1
-    ops = positions * math.ceil(c / v)
-    cnt["fire_ops"][:, li, :] += ops
-    cnt["compares"][:, li, :] += layer.out_size
-    cnt["membrane_read_bits"][:, li, :] += layer.out_size * mem_bits
-    cnt["membrane_write_bits"][:, li, :] += layer.out_size * mem_bits
+    per_layer["fire_ops"][li] += positions * math.ceil(c / v)
+    per_layer["compares"][li] += layer.out_size
+    per_layer["fire_membrane_bits"][li] += layer.out_size * mem_bits
 
 
 def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray,

@@ -1007,11 +1007,9 @@ def simulate_reference(hw, wl: Workload) -> Report:
         add(Record(s, sensor_layer, None, "link", "bursts", float(sum(p.bursts for p in lnk.packets[s])), "count"))
         add(Record(s, sensor_layer, None, "link", "hs_burst_ps", float(sum(p.burst_ps for p in lnk.packets[s])), "ps"))
     records += core_records(hw, core.layer_names, core.counters)
-    for layer in wl.layers:
-        if not layer.spiking:
-            continue
-        spikes = wl.spikes(layer.name)
-        for s in range(s_n):
+    spiking = [(layer, wl.spikes(layer.name)) for layer in wl.layers if layer.spiking]
+    for s in range(s_n):
+        for layer, spikes in spiking:
             for t in range(t_n):
                 n = 0
                 for fired in spikes[s, t].reshape(-1):

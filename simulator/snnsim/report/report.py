@@ -114,6 +114,38 @@ def _tops_per_w(ops_total: float, core_pj_per_frame: float, samples: int) -> flo
     return (ops_total / samples) / (core_pj_per_frame * 1e-12) / 1e12
 
 
+_LAYER_ENERGY = ("core", "dram", "sensor")
+_PER_LAYER = ("neurons", "spikes", "cycles", "synaptic_ops", "macs")  # the metrics the summary reads per layer
+
+
+def _sum_block(b: RecordBlock, tot: dict, by_layer: dict, by_step: dict, energy_action: dict,
+               layer_energy: dict) -> None:
+    """Add a block of records to the summary's sums, as arrays (one Python step per metric)."""
+    sums = b.values.sum(axis=(0, 2))  # over samples and steps: (layers, metrics)
+    col = sums.sum(axis=0)
+    energy_cols = []
+    for m, (comp, metric) in enumerate(zip(b.components, b.metrics, strict=True)):
+        tot[(comp, metric)] += float(col[m])
+        if metric.startswith("energy."):
+            energy_action[(comp, metric[7:])] += float(col[m])
+            if comp in _LAYER_ENERGY:
+                energy_cols.append(m)
+        if metric in _PER_LAYER:
+            for layer, v in zip(b.layers, sums[:, m].tolist(), strict=True):
+                by_layer[(comp, layer, metric)] += v
+    if energy_cols:
+        for layer, v in zip(b.layers, sums[:, energy_cols].sum(axis=1).tolist(), strict=True):
+            layer_energy[layer] += v
+    steps = None
+    for m, (comp, metric) in enumerate(zip(b.components, b.metrics, strict=True)):
+        if comp == "activity":
+            if steps is None:
+                steps = b.values.sum(axis=0)  # (layers, steps, metrics)
+            for li, layer in enumerate(b.layers):
+                for t, v in enumerate(steps[li, :, m].tolist()):
+                    by_step[(layer, t, metric)] += v
+
+
 def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     """Headline figures per frame (means over the workload's samples) and per layer."""
     samples = meta["workload"]["samples"]
@@ -122,35 +154,31 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     by_layer: dict[tuple[str, str, str], float] = defaultdict(float)
     by_step: dict[tuple[str, int, str], float] = defaultdict(float)
     energy_action: dict[tuple[str, str], float] = defaultdict(float)
+    # a layer's energy is what computes it: the core and its DRAM traffic, or the sensor for an
+    # in-pixel layer (the link's energy belongs to no layer)
+    layer_energy: dict[str, float] = defaultdict(float)
     per_sample: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * samples)
     stage: dict[str, dict[str, float]] = defaultdict(dict)
     # one pass; records are tuples, unpacked directly; a block of records is summed as an array
     rows = []
     for item in records:
         if isinstance(item, RecordBlock):
-            sums = item.values.sum(axis=(0, 2))  # over samples and steps: (layers, metrics)
-            for li, layer in enumerate(item.layers):
-                for mi, metric in enumerate(item.metrics):
-                    by_layer[(item.components[mi], layer, metric)] += float(sums[li, mi])
+            _sum_block(item, tot, by_layer, by_step, energy_action, layer_energy)
         else:
             rows.append(item)
     for sample, layer, step, component, metric, value, _unit in rows:
+        tot[(component, metric)] += value
         by_layer[(component, layer, metric)] += value
+        if metric.startswith("energy."):
+            energy_action[(component, metric[7:])] += value
+            if component in _LAYER_ENERGY:
+                layer_energy[layer] += value
         if component == "activity":
             by_step[(layer, step, metric)] += value
         if sample is None:
             stage[component][metric] = value
         elif component == "system":
             per_sample[(component, metric)][sample] += value
-    # a layer's energy is what computes it: the core and its DRAM traffic, or the sensor for an
-    # in-pixel layer (the link's energy belongs to no layer)
-    layer_energy: dict[str, float] = defaultdict(float)
-    for (component, layer, metric), value in by_layer.items():
-        tot[(component, metric)] += value
-        if metric.startswith("energy."):
-            energy_action[(component, metric[7:])] += value
-            if component in ("core", "dram", "sensor"):
-                layer_energy[layer] += value
     components = ("sensor", "link", "core", "dram")
     energy_component = {c: sum(v for (cc, _a), v in energy_action.items() if cc == c) / samples for c in components}
     energy_frame = sum(energy_component.values())
