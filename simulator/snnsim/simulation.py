@@ -22,7 +22,7 @@ from .hw.sensor import sensor_energy_pj, sensor_plan
 from .hwconfig import Hardware
 from .report.report import Record, RecordBlock, Report
 from .units import us_to_ps
-from .workload.graph import check_graph
+from .workload.graph import check_graph_once
 from .workload.trace import Workload
 
 Progress = Callable[[str, float], None]
@@ -62,7 +62,7 @@ def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.nd
 def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Report:
     """Replay the workload's spike trace on the hardware and return the full report."""
     t0 = time.perf_counter()
-    check_graph(wl.layers, wl.input_shape)  # a Workload built in memory may not have been checked
+    check_graph_once(wl, wl.layers, wl.input_shape)  # a Workload built in memory may not have been checked
 
     def tick(stage: str) -> None:
         if progress is not None:

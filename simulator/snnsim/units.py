@@ -7,12 +7,16 @@ binary floating-point error.
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
 
+@functools.lru_cache(maxsize=4096)
 def exact(value: float | int) -> Fraction:
-    """A config number as the decimal it was written as (1.5 -> 3/2, 0.1 -> 1/10)."""
+    """A config number as the decimal it was written as (1.5 -> 3/2, 0.1 -> 1/10).
+
+    Cached: a run converts the same few configuration values many times, and parsing is slow."""
     if isinstance(value, int):
         return Fraction(value)
     return Fraction(repr(float(value)))

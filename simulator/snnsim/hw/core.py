@@ -144,6 +144,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     # weight bits per update, membrane bits read and written per update)
     edges: list[tuple[int, str, int, np.ndarray, int, int, int, int]] = []
     encoding: list[tuple[int, Layer]] = []
+    by_name = {la.name: la for la in wl.layers}
     for li, layer in enumerate(layers):
         key = f"layers.{layer.name}"
         per_layer["dense_macs"][li] = dense_macs(layer)
@@ -168,7 +169,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
             # gather: partial sums stay in the PEs until the fire pass
             rmw = mem_bits if scatter and (layer.neuron is not None or layer.op != "maxpool") else 0
             for src in layer.inputs:
-                plane = plane_geometry(wl.layer(src).out_shape)[0]
+                plane = plane_geometry(by_name[src].out_shape)[0]
                 if taps.shape[0] != plane:  # pragma: no cover - a bug, not bad input
                     raise AssertionError(f"fan-out table of {layer.name} has {taps.shape[0]} entries, not {plane}")
                 edges.append((li, src, plane, taps, groups, c_group, w_bits, rmw))
@@ -187,8 +188,8 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
             spk[e], work[e] = row_spk.sum(axis=2), row_work.sum(axis=2)
             pkt_ops += (row_work * groups).transpose(0, 2, 1).reshape(s_n, n_packets)
             fed_ops[:, li, :] += work[e] * groups
-            for t in range(t_n):
-                cnt["input_buffer_read_bits"][:, li, t] += link_payload_bits[:, sensor.packet_step == t].sum(axis=1)
+            in_step = (sensor.packet_step[:, None] == np.arange(t_n)[None, :]).astype(np.int64)
+            cnt["input_buffer_read_bits"][:, li, :] += link_payload_bits @ in_step
         else:
             spk[e], work[e] = form_work(form, plane, taps)
     if n_e:
@@ -243,18 +244,19 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     cnt["compute_cycles"] = compute.copy()
     cnt["cycles"] = passes.copy()
     if layers and n_packets:
-        for t in range(t_n):
-            on_arrival = pkt_cycles[:, sensor.packet_step == t].sum(axis=1)
-            cnt["cycles"][:, 0, t] += on_arrival
-            cnt["compute_cycles"][:, 0, t] += on_arrival
+        on_arrival = pkt_cycles @ (sensor.packet_step[:, None] == np.arange(t_n)[None, :]).astype(np.int64)
+        cnt["cycles"][:, 0, :] += on_arrival
+        cnt["compute_cycles"][:, 0, :] += on_arrival
+    # one transaction per pass, in the loop order
     if cfg["loop_order"] == "time_inner":
-        order = [(li, t) for li in range(len(layers)) for t in range(t_n)]
+        rest = passes.reshape(s_n, n_l * t_n)
+        order_layer = np.repeat(np.arange(n_l, dtype=np.int64), t_n)
     else:
-        order = [(li, t) for t in range(t_n) for li in range(len(layers))]
-    rest = np.stack([passes[:, li, t] for li, t in order], axis=1) if order else np.zeros((s_n, 0), np.int64)
+        rest = passes.transpose(0, 2, 1).reshape(s_n, t_n * n_l)
+        order_layer = np.tile(np.arange(n_l, dtype=np.int64), t_n)
     tx_cycles = np.concatenate([pkt_cycles, rest], axis=1)
     tx_consume = np.concatenate([np.ones(n_packets, np.int64), np.zeros(rest.shape[1], np.int64)])
-    tx_layer = np.concatenate([np.zeros(n_packets, np.int64), np.asarray([li for li, _ in order], np.int64)])
+    tx_layer = np.concatenate([np.zeros(n_packets, np.int64), order_layer])
     return CorePlan(period_ps=period_ps, layer_names=names, counters=cnt, tx_cycles=tx_cycles,
                     tx_consume=tx_consume, tx_layer=tx_layer,
                     details={"vector_width": v, "membrane_bits": mem_bits, "clock_mhz": cfg["clock_mhz"],

@@ -33,6 +33,7 @@ cycles are the pass's memory stall.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -115,14 +116,30 @@ def fusion_pairs(layers: list[Layer], consumers: dict[str, list[str]], cfg: dict
     return pairs, refused
 
 
+class _Traffic:
+    """Bits per layer of one traffic array: the same at every step, plus extra at step 0."""
+
+    __slots__ = ("every", "first")
+
+    def __init__(self, n: int) -> None:
+        self.every = [0] * n
+        self.first = [0] * n
+
+    def array(self, steps: int) -> np.ndarray:
+        out = np.repeat(np.asarray(self.every, np.int64)[:, None], steps, axis=1)
+        if steps:
+            out[:, 0] += np.asarray(self.first, np.int64)
+        return out
+
+
 def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int) -> MemoryPlan:
     """Place weights, membranes and spike maps of one frame; count DRAM and buffer traffic."""
     cfg = hw["core"]
     mem_bits, spike_bits = cfg["membrane_bits"], cfg["spike_bits"]
     n_l = len(layers)
-    z = lambda: np.zeros((n_l, steps), np.int64)  # noqa: E731
-    plan = MemoryPlan(z(), z(), z(), z(), z(), z(), z(), z(), weight_tiles=[1] * n_l, tile_channels=[0] * n_l,
-                      row_tiles=[1] * n_l, rows_per_tile=[0] * n_l)
+    dram_read, dram_write, weight_load, first_only = (_Traffic(n_l) for _ in range(4))
+    sram_write, sram_read, line_buffer, saved = (_Traffic(n_l) for _ in range(4))
+    weight_tiles, tile_channels, row_tiles, rows_per_tile = [1] * n_l, [0] * n_l, [1] * n_l, [0] * n_l
     index = {la.name: i for i, la in enumerate(layers)}
     consumers: dict[str, list[str]] = {}
     for la in layers:
@@ -146,24 +163,25 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
                                found=f"{cfg['weight_sram_kib']:g} KiB", suggestion=f"--set core.weight_sram_kib={need}")
         # output channels in tiles that fit; each tile re-reads the layer's input spikes
         per_tile = int(cap_w // per_channel)
-        plan.weight_tiles[i] = math.ceil(la.out_shape[0] / per_tile)
-        plan.tile_channels[i] = per_tile
-    plan.weights_resident = sum(w) <= cap_w
+        weight_tiles[i] = math.ceil(la.out_shape[0] / per_tile)
+        tile_channels[i] = per_tile
+    weights_resident = sum(w) <= cap_w
     for i, bits in enumerate(w):
         if not bits:
             continue
-        if plan.weights_resident:  # loaded once, for the first frame
-            plan.first_frame_only_bits[i, 0] += bits
+        if weights_resident:  # loaded once, for the first frame
+            first_only.first[i] += bits
         elif time_inner:
-            plan.dram_read_bits[i, 0] += bits
-            plan.weight_load_bits[i, 0] += bits
+            dram_read.first[i] += bits
+            weight_load.first[i] += bits
         else:
-            plan.dram_read_bits[i, :] += bits
-            plan.weight_load_bits[i, :] += bits
+            dram_read.every[i] += bits
+            weight_load.every[i] += bits
 
     # --- membranes
     m = [membrane_bits_of(la, mem_bits) for la in layers]
     cap_m = cfg["membrane_sram_kib"] * KIB_BITS
+    spill = 0
     if time_inner:
         # one layer at a time: a layer whose membranes do not fit runs in tiles of output rows,
         # each tile taking all steps; the tiles re-read the input rows their windows overlap
@@ -179,8 +197,8 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
                 raise MappingError("one output row's membranes do not fit in the membrane SRAM", file=hw.source,
                                    key="core.membrane_sram_kib", expected=f">= {need} KiB for layer {la.name}",
                                    found=f"{cfg['membrane_sram_kib']:g} KiB", suggestion=f"--set core.membrane_sram_kib={need}")
-            plan.row_tiles[i] = math.ceil(rows / per_tile)
-            plan.rows_per_tile[i] = per_tile
+            row_tiles[i] = math.ceil(rows / per_tile)
+            rows_per_tile[i] = per_tile
     else:
         # every layer keeps its membranes across steps; the buffer is filled in layer order and the
         # layers that find no room spill
@@ -189,62 +207,77 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
             kept = min(bits, free)
             free -= kept
             excess = bits - kept
-            plan.dram_read_bits[i, :] += excess
-            plan.dram_write_bits[i, :] += excess
-            plan.membrane_spill_bits += excess * steps
+            dram_read.every[i] += excess
+            dram_write.every[i] += excess
+            spill += excess * steps
 
     # --- fusion
-    pairs, plan.fusion_refused = fusion_pairs(layers, consumers, cfg, steps, spike_bits)
+    pairs, refused = fusion_pairs(layers, consumers, cfg, steps, spike_bits)
     fused_a = {a for a, _ in pairs}
-    plan.fused_pairs = [(layers[a].name, layers[b].name) for a, b in pairs]
 
-    # --- spike maps: (producer index, bits per step); -1 = the sensor's map
+    # --- spike maps: producer index (-1 = the sensor's map), readers, bits per step
+    readers_of = {la.name: _readers(la.name, consumers, index, layers) for la in layers}
     maps: list[tuple[int, Layer]] = []
-    if sensor_layer is not None and any(r != 0 for r in _readers(sensor_layer.name, consumers, index, layers)):
-        maps.append((-1, sensor_layer))
+    if sensor_layer is not None:
+        readers_of[sensor_layer.name] = _readers(sensor_layer.name, consumers, index, layers)
+        if any(r != 0 for r in readers_of[sensor_layer.name]):
+            maps.append((-1, sensor_layer))
     for i, la in enumerate(layers):
         if la.spiking and la.op != "flatten" and la.name in consumers and i not in fused_a:
             maps.append((i, la))
-    last_use = {}
-    for _i, la in maps:
-        last_use[la.name] = max(_readers(la.name, consumers, index, layers))
+    map_bits = {la.name: la.out_size * spike_bits for _i, la in maps}
     cap_s = int(cfg["spike_sram_kib"] * KIB_BITS)
     span = steps if time_inner else 1
+    produced_by: dict[int, list[str]] = {}
+    freed_after: dict[int, list[str]] = {}
+    for i, la in maps:
+        produced_by.setdefault(i, []).append(la.name)
+        freed_after.setdefault(max(readers_of[la.name]), []).append(la.name)
     live: dict[str, int] = {}
+    used = 0
     in_dram: set[str] = set()
-    order = sorted(maps, key=lambda x: x[0])
-    produced_at = {la.name: i for i, la in order}
     # walk the passes in layer order: allocate a map when produced, free it after its last use
     for step_layer in range(-1, n_l):
-        for name in [n for n, i in produced_at.items() if i == step_layer]:
-            size = _map_bits(name, layers, sensor_layer, spike_bits) * span
-            if sum(live.values()) + size <= cap_s:
+        for name in produced_by.get(step_layer, ()):
+            size = map_bits[name] * span
+            if used + size <= cap_s:
                 live[name] = size
+                used += size
             else:
                 in_dram.add(name)
-        for name in [n for n in live if last_use[n] == step_layer]:
-            del live[name]
-    plan.map_in_dram = sorted(in_dram)
+        for name in freed_after.get(step_layer, ()):
+            if name in live:
+                used -= live.pop(name)
 
+    plan = MemoryPlan(dram_read_bits=dram_read, dram_write_bits=dram_write, weight_load_bits=weight_load,
+                      first_frame_only_bits=first_only, spike_sram_write=sram_write, spike_sram_read=sram_read,
+                      line_buffer_bits=line_buffer, fusion_saved_bits=saved,
+                      fused_pairs=[(layers[a].name, layers[b].name) for a, b in pairs], fusion_refused=refused,
+                      map_in_dram=sorted(in_dram), weight_tiles=weight_tiles, row_tiles=row_tiles,
+                      rows_per_tile=rows_per_tile, tile_channels=tile_channels, weights_resident=weights_resident,
+                      membrane_spill_bits=spill)
     # traffic of each map, per step (the same every step)
-    for name, i in produced_at.items():
-        per_step = _map_bits(name, layers, sensor_layer, spike_bits)
+    for i, la in maps:
+        name = la.name
+        per_step = map_bits[name]
         writer = max(i, 0)  # the sensor's map is written by the first core layer as it arrives
-        readers = [r for r in _readers(name, consumers, index, layers) if not (i == -1 and r == 0)]
-        src = sensor_layer if i == -1 else layers[i]
+        readers = [r for r in readers_of[name] if not (i == -1 and r == 0)]
         if name in in_dram:
-            plan.dram_write_bits[writer, :] += per_step
+            dram_write.every[writer] += per_step
             for r in readers:
-                plan.dram_read_bits[r, :] += _read_bits(layers[r], src, per_step, plan, r)
+                dram_read.every[r] += _read_bits(layers[r], la, per_step, plan, r)
         else:
-            plan.spike_sram_write[writer, :] += per_step
+            sram_write.every[writer] += per_step
             for r in readers:
-                plan.spike_sram_read[r, :] += _read_bits(layers[r], src, per_step, plan, r)
+                sram_read.every[r] += _read_bits(layers[r], la, per_step, plan, r)
     for a, b in pairs:
         per_step = layers[a].out_size * spike_bits
-        plan.line_buffer_bits[a, :] += per_step  # written by a's fire pass
-        plan.line_buffer_bits[b, :] += per_step  # read by b's scatter
-        plan.fusion_saved_bits[a, :] += 2 * per_step  # the global-buffer write and read avoided
+        line_buffer.every[a] += per_step  # written by a's fire pass
+        line_buffer.every[b] += per_step  # read by b's scatter
+        saved.every[a] += 2 * per_step  # the global-buffer write and read avoided
+    for k in ("dram_read_bits", "dram_write_bits", "weight_load_bits", "first_frame_only_bits", "spike_sram_write",
+              "spike_sram_read", "line_buffer_bits", "fusion_saved_bits"):
+        setattr(plan, k, getattr(plan, k).array(steps))
     return plan
 
 
@@ -252,10 +285,15 @@ def input_rows_read(layer: Layer, in_rows: int, tiles: int, rows_per_tile: int) 
     """Input rows a layer reads over its output-row tiles (each tile reads its windows' rows)."""
     if tiles <= 1 or layer.op not in ("conv2d", "conv3d", "avgpool", "maxpool", "add"):
         return in_rows
-    out_rows = layer.out_shape[-2]
-    k = layer.kernel[-2] if layer.op != "add" else 1
-    s = layer.stride[-2] if layer.op != "add" else 1
-    p = layer.padding[-2] if layer.op != "add" else 0
+    if layer.op == "add":
+        return _tiled_rows(layer.out_shape[-2], 1, 1, 0, in_rows, rows_per_tile)
+    return _tiled_rows(layer.out_shape[-2], layer.kernel[-2], layer.stride[-2], layer.padding[-2], in_rows,
+                       rows_per_tile)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tiled_rows(out_rows: int, k: int, s: int, p: int, in_rows: int, rows_per_tile: int) -> int:
+    """Input rows read by the output-row tiles of one window geometry (a pure function: cached)."""
     total = 0
     for first in range(0, out_rows, rows_per_tile):
         last = min(out_rows, first + rows_per_tile) - 1
@@ -266,6 +304,8 @@ def input_rows_read(layer: Layer, in_rows: int, tiles: int, rows_per_tile: int) 
 
 def _read_bits(reader: Layer, src: Layer, per_step: int, plan: MemoryPlan, r: int) -> int:
     """Bits of one step of ``src``'s map that ``reader`` reads, over its weight and row tiles."""
+    if plan.row_tiles[r] <= 1:
+        return plan.weight_tiles[r] * per_step  # one pass over the whole map per weight tile
     shape = src.out_shape
     in_rows = shape[-2] if len(shape) >= 3 else 1
     rows = input_rows_read(reader, in_rows, plan.row_tiles[r], plan.rows_per_tile[r])
@@ -281,14 +321,6 @@ def _readers(name: str, consumers: dict[str, list[str]], index: dict[str, int], 
         else:
             out.append(index[c])
     return out
-
-
-def _map_bits(name: str, layers: list[Layer], sensor_layer: Layer | None, spike_bits: int) -> int:
-    for la in layers:
-        if la.name == name:
-            return la.out_size * spike_bits
-    assert sensor_layer is not None and sensor_layer.name == name
-    return sensor_layer.out_size * spike_bits
 
 
 def dram_cycles(bits: np.ndarray, hw, period_ps: int) -> np.ndarray:

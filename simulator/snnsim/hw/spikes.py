@@ -216,7 +216,8 @@ def form_work(form: SpikeForm, plane: int, taps: np.ndarray, width: int = 0,
     by_row = n_rows > 0
     row_of = _row_table(plane, width) if by_row else _NO_ROWS
     rows = n_rows if by_row else 1
-    taps = np.ascontiguousarray(taps, dtype=np.int64)
+    if taps.dtype != np.int64 or not taps.flags.c_contiguous:
+        taps = np.ascontiguousarray(taps, dtype=np.int64)
     if form.events is None:
         spikes, work = _bitmap_work(form.words, form.last_mask, plane, taps, row_of, rows, by_row)
     else:

@@ -217,10 +217,10 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             "neurobench": nb_layers.get(name),
         })
     # flatten only renames its input's neurons: counting it would count those spikes twice
-    counted = [la["name"] for la in meta["workload"]["layers"] if la["op"] != "flatten"]
-    total_spikes = sum(x["spikes_per_frame"] for x in layers_out if x["name"] in counted)
+    counted = [x for x, la in zip(layers_out, meta["workload"]["layers"], strict=True) if la["op"] != "flatten"]
+    total_spikes = sum(x["spikes_per_frame"] for x in counted)
     # neurons x steps per frame (the activity records hold one 'neurons' row per step)
-    total_neuron_steps = sum(by_layer[("activity", n, "neurons")] for n in counted) / samples
+    total_neuron_steps = sum(by_layer[("activity", x["name"], "neurons")] for x in counted) / samples
     return {
         "frames": samples,
         "time_steps": steps,

@@ -275,3 +275,23 @@ def check_graph(layers: list[Layer], input_shape: tuple[int, ...]) -> None:
             raise WorkloadError("a non-spiking layer feeds nothing", key=f"layers.{layer.name}",
                                 expected="only the last layer may be a non-spiking output",
                                 found=f"'{layer.name}' has no neuron and no consumer")
+
+
+def graph_key(layers: list[Layer], input_shape: tuple[int, ...]) -> tuple:
+    """Everything :func:`check_graph` reads and fills in, as one hashable value: two graphs with
+    the same key have the same shapes, edges and spiking layers."""
+    return (tuple(input_shape),) + tuple(
+        (la.name, la.op, tuple(la.inputs), tuple(la.in_shape), tuple(la.out_shape), tuple(la.kernel),
+         tuple(la.stride), tuple(la.padding), la.groups, la.weight_bits, la.neuron is None, la.spiking)
+        for la in layers)
+
+
+def check_graph_once(owner: Any, layers: list[Layer], input_shape: tuple[int, ...]) -> tuple:
+    """:func:`check_graph`, skipped when ``owner`` (a workload) already passed it with the graph
+    unchanged since; returns the graph's key."""
+    key = graph_key(layers, input_shape)
+    if owner.__dict__.get("_checked_graph") != key:
+        check_graph(layers, input_shape)
+        key = graph_key(layers, input_shape)  # check_graph fills in in_shape and spiking
+        owner.__dict__["_checked_graph"] = key
+    return key
