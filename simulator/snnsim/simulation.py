@@ -62,7 +62,7 @@ def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.nd
 def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Report:
     """Replay the workload's spike trace on the hardware and return the full report."""
     t0 = time.perf_counter()
-    check_graph_once(wl, wl.layers, wl.input_shape)  # a Workload built in memory may not have been checked
+    gkey = check_graph_once(wl, wl.layers, wl.input_shape)  # a Workload built in memory may not have been checked
 
     def tick(stage: str) -> None:
         if progress is not None:
@@ -73,7 +73,7 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
     tick("link")
     lp = link_plan(hw, wl, sp)
     tick("core")
-    cp = core_plan(hw, wl, sp, lp.payload_bits)
+    cp = core_plan(hw, wl, sp, lp.payload_bits, graph_key=gkey)
     tick("engine")
     s_n, t_n = wl.samples, wl.time_steps
     n_pk = sp.rows * sp.packets_per_row

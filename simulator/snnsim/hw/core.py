@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -91,16 +92,6 @@ def edge_fanout(layer: Layer) -> tuple[np.ndarray, int]:
                        expected="conv2d, conv3d, linear, avgpool, maxpool, add, flatten", found=layer.op)
 
 
-def _cached_fanout(wl: Workload, layer: Layer) -> tuple[np.ndarray, int]:
-    """edge_fanout, computed once per workload and layer (it depends on the geometry only)."""
-    cache = wl.__dict__.setdefault("_fanout", {})
-    key = (layer.name, layer.op, tuple(layer.in_shape), tuple(layer.out_shape), tuple(layer.kernel),
-           tuple(layer.stride), tuple(layer.padding), layer.groups)
-    if key not in cache:
-        cache[key] = edge_fanout(layer)
-    return cache[key]
-
-
 def plane_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(plane, width, rows) of an activation: positions per channel, row length, spatial rows."""
     c, sp = _spatial(shape)
@@ -111,10 +102,12 @@ def plane_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return plane, width, plane // width
 
 
-def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarray) -> CorePlan:
+def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarray,
+              graph_key: tuple | None = None) -> CorePlan:
     """Count the core's work for every layer, step and sample, and cut it into transactions.
 
     ``link_payload_bits`` is (samples, packets) from the link plan: what the input buffer holds.
+    ``graph_key`` is the workload's :func:`~snnsim.workload.graph.graph_key`, if known.
     """
     cfg = hw["core"]
     v = cfg["vector_width"]
@@ -144,11 +137,11 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     # weight bits per update, membrane bits read and written per update)
     edges: list[tuple[int, str, int, np.ndarray, int, int, int, int]] = []
     encoding: list[tuple[int, Layer]] = []
-    by_name = {la.name: la for la in wl.layers}
-    for li, layer in enumerate(layers):
+    statics = _layer_statics(wl, first, graph_key)
+    for li, (layer, st) in enumerate(zip(layers, statics, strict=True)):
         key = f"layers.{layer.name}"
-        per_layer["dense_macs"][li] = dense_macs(layer)
-        if "input" in layer.inputs:
+        per_layer["dense_macs"][li] = st.dense_macs
+        if st.encoding:
             if sensor.kind != "conventional":
                 raise MappingError("with a P2M sensor only the in-pixel layer may read the analog input",
                                    file=wl.source, key=f"{key}.inputs",
@@ -156,24 +149,26 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                                    found=f"{layer.inputs}",
                                    suggestion="use a conventional sensor: --set sensor.kind=conventional")
             encoding.append((li, layer))
-        elif layer.op != "flatten":  # a flatten relabels its input's neurons: no reads, no work
-            if layer.op in ("conv2d", "conv3d", "linear") and layer.weight_bits > cfg["weight_bits"]:
+        elif st.taps is not None:  # a flatten (no taps) relabels its input's neurons: no reads, no work
+            if st.weighted and layer.weight_bits > cfg["weight_bits"]:
                 raise MappingError("the core stores weights of fewer bits than this layer needs", file=wl.source,
                                    key=f"{key}.weight_bits", expected=f"<= {cfg['weight_bits']} "
                                    f"({hw.source}: core.weight_bits)", found=str(layer.weight_bits),
                                    suggestion=f"--set core.weight_bits={layer.weight_bits}")
-            taps, c_group = _cached_fanout(wl, layer)
-            groups = vector_ops_per_tap(c_group, v, mp.tile_channels[li])
-            w_bits = layer.weight_bits if layer.op in ("conv2d", "conv3d", "linear") else 0
+            groups = vector_ops_per_tap(st.c_group, v, mp.tile_channels[li])
+            w_bits = layer.weight_bits if st.weighted else 0
             # scatter: every update is a read-modify-write of a membrane (an OR of spikes has none);
             # gather: partial sums stay in the PEs until the fire pass
-            rmw = mem_bits if scatter and (layer.neuron is not None or layer.op != "maxpool") else 0
-            for src in layer.inputs:
-                plane = plane_geometry(by_name[src].out_shape)[0]
-                if taps.shape[0] != plane:  # pragma: no cover - a bug, not bad input
-                    raise AssertionError(f"fan-out table of {layer.name} has {taps.shape[0]} entries, not {plane}")
-                edges.append((li, src, plane, taps, groups, c_group, w_bits, rmw))
-        _fire_pass(layer, li, per_layer, v, mem_bits)
+            rmw = mem_bits if scatter and st.has_membranes else 0
+            for src, plane in st.sources:
+                edges.append((li, src, plane, st.taps, groups, st.c_group, w_bits, rmw))
+        # threshold, fire and reset over every output neuron, once per step; a classifier's
+        # membranes are read out after the last step
+        if st.fire_positions:
+            per_layer["fire_ops"][li] = st.fire_positions * math.ceil(st.channels / v)
+            per_layer["compares"][li] = st.out_size
+            per_layer["fire_membrane_bits"][li] = st.out_size * mem_bits
+        per_layer["readout_bits"][li] = st.readout_neurons * mem_bits
 
     # the spikes, event by event: per (edge, sample, step) spikes and summed fan-out
     n_e = len(edges)
@@ -266,6 +261,52 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                              "encoding_mode": cfg["encoding_mode"], "input_bits": cfg["input_bits"]})
 
 
+class LayerStatics(NamedTuple):
+    """What a layer asks of any core, from its geometry alone (the same on every hardware)."""
+
+    dense_macs: int
+    encoding: bool  # reads the analog input
+    weighted: bool  # conv or linear: reads weights
+    taps: np.ndarray | None  # fan-out per input position (None: no spiking input work)
+    c_group: int  # output channels one tap updates
+    sources: tuple[tuple[str, int], ...]  # (input layer, its positions per channel)
+    has_membranes: bool  # updates membranes (an OR-pooling does not)
+    fire_positions: int  # output positions of the fire pass (0: no neuron)
+    channels: int
+    out_size: int
+    readout_neurons: int  # a classifier output read after the last step
+
+
+def _layer_statics(wl: Workload, first: int, key: tuple | None) -> list[LayerStatics]:
+    """LayerStatics of the layers from ``first`` on, derived once per workload and graph."""
+    from ..workload.graph import graph_key
+
+    key = (graph_key(wl.layers, wl.input_shape) if key is None else key, first)
+    hit = wl.__dict__.get("_core_statics")
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    by_name = {la.name: la for la in wl.layers}
+    out = []
+    for layer in wl.layers[first:]:
+        enc = "input" in layer.inputs
+        taps, c_group, sources = None, 0, ()
+        if not enc and layer.op != "flatten":
+            taps, c_group = edge_fanout(layer)
+            sources = tuple((src, plane_geometry(by_name[src].out_shape)[0]) for src in layer.inputs)
+            for _src, plane in sources:
+                if taps.shape[0] != plane:  # pragma: no cover - a bug, not bad input
+                    raise AssertionError(f"fan-out table of {layer.name} has {taps.shape[0]} entries, not {plane}")
+        c, sp = _spatial(layer.out_shape)
+        has_neuron = layer.neuron is not None
+        out.append(LayerStatics(
+            dense_macs=dense_macs(layer), encoding=enc, weighted=layer.op in ("conv2d", "conv3d", "linear"),
+            taps=taps, c_group=c_group, sources=sources, has_membranes=has_neuron or layer.op != "maxpool",
+            fire_positions=(math.prod(sp) if sp else 1) if has_neuron else 0, channels=c, out_size=layer.out_size,
+            readout_neurons=layer.out_size if not has_neuron and layer.op not in ("maxpool", "flatten") else 0))
+    wl.__dict__["_core_statics"] = (key, out)
+    return out
+
+
 def vector_ops_per_tap(channels: int, v: int, tile: int) -> int:
     """Vector operations to update ``channels`` output channels of one position, in weight tiles
     of ``tile`` channels (0 = untiled), ``v`` lanes at a time."""
@@ -289,20 +330,6 @@ def dense_macs(layer: Layer) -> int:
     if layer.op == "linear":
         return layer.out_size * layer.in_shape[0]
     return 0
-
-
-def _fire_pass(layer: Layer, li: int, per_layer: dict[str, list[int]], v: int, mem_bits: int) -> None:
-    """Threshold, fire and reset over every output neuron, once per step (per-layer scalars)."""
-    if layer.neuron is None:
-        if layer.op not in ("maxpool", "flatten"):
-            # the classifier output: its membranes are read out after the last step
-            per_layer["readout_bits"][li] += layer.out_size * mem_bits
-        return
-    c, sp = _spatial(layer.out_shape)
-    positions = math.prod(sp) if sp else 1
-    per_layer["fire_ops"][li] += positions * math.ceil(c / v)
-    per_layer["compares"][li] += layer.out_size
-    per_layer["fire_membrane_bits"][li] += layer.out_size * mem_bits
 
 
 def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray,
