@@ -36,13 +36,13 @@ def test_both_forms_match_numpy(channels, height, width, samples, steps, density
     packed = pack_spikes(bits)
     want_s, want_w = naive(bits.astype(np.int64), plane, width, height, taps)
     for events in (False, True):
-        form = spike_form(packed, n, events=events)
+        form = spike_form(packed, n, plane, events=events)
         assert form.kind == ("events" if events else "bitmap")
         assert form.spikes == int(bits.sum())
-        s, w = form_work(form, plane, taps, width, height)
+        s, w = form_work(form, taps, width, height)
         np.testing.assert_array_equal(s, want_s)
         np.testing.assert_array_equal(w, want_w)
-        s, w = form_work(form, plane, taps)
+        s, w = form_work(form, taps)
         np.testing.assert_array_equal(s, want_s.sum(axis=2))
         np.testing.assert_array_equal(w, want_w.sum(axis=2))
     s, w = row_work(packed, n, plane, width, height, taps)
@@ -54,8 +54,8 @@ def test_padding_bits_past_the_last_neuron_are_ignored():
     packed = np.concatenate([pack_spikes(bits), np.zeros((1, 1, 7), np.uint8)], axis=2)
     packed[0, 0, 8] |= 0x3F  # garbage past neuron 69, and a whole spare word
     for events in (False, True):
-        form = spike_form(packed, 70, events=events)
-        s, w = form_work(form, 70, np.arange(70))
+        form = spike_form(packed, 70, 70, events=events)
+        s, w = form_work(form, np.arange(70))
         assert s[0, 0] == 70 and w[0, 0] == np.arange(70).sum()
 
 
@@ -64,10 +64,10 @@ def test_form_follows_density():
     n = 64 * 40
     sparse = pack_spikes(rng.random((2, 2, n)) < EVENTS_MAX_DENSITY / 2)
     dense = pack_spikes(rng.random((2, 2, n)) < 4 * EVENTS_MAX_DENSITY)
-    assert spike_form(sparse, n).kind == "events"
-    assert spike_form(dense, n).kind == "bitmap"
-    ev = spike_form(sparse, n)
-    assert ev.events.nbytes <= sparse.nbytes
+    assert spike_form(sparse, n, 40).kind == "events"
+    assert spike_form(dense, n, 40).kind == "bitmap"
+    ev = spike_form(sparse, n, 40)
+    assert ev.positions.nbytes <= sparse.nbytes
 
 
 def _one_layer_workload(packed: np.ndarray) -> Workload:

@@ -176,17 +176,19 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     work = np.zeros((n_e, s_n, t_n), np.int64)
     for e, (li, src, plane, taps, groups, _cg, _wb, _rmw) in enumerate(edges):
         form = wl.spike_form(src)
+        if form.plane != plane:  # pragma: no cover - a bug, not bad input
+            raise AssertionError(f"spike map {src} has {form.plane} positions per channel, not {plane}")
         if src == sensor.layer and li == 0:
             # fed by the link, row by row; packets go row-major with the steps inside
             _plane, width, rows = plane_geometry(sensor_layer.out_shape)
-            row_spk, row_work = form_work(form, plane, taps, width, rows)
+            row_spk, row_work = form_work(form, taps, width, rows)
             spk[e], work[e] = row_spk.sum(axis=2), row_work.sum(axis=2)
             pkt_ops += (row_work * groups).transpose(0, 2, 1).reshape(s_n, n_packets)
             fed_ops[:, li, :] += work[e] * groups
             in_step = (sensor.packet_step[:, None] == np.arange(t_n)[None, :]).astype(np.int64)
             cnt["input_buffer_read_bits"][:, li, :] += link_payload_bits @ in_step
         else:
-            spk[e], work[e] = form_work(form, plane, taps)
+            spk[e], work[e] = form_work(form, taps)
     if n_e:
         e_layer = np.array([ed[0] for ed in edges], np.int64)
         coef = np.array([ed[4:] for ed in edges], np.int64)  # groups, c_group, w_bits, rmw

@@ -108,7 +108,7 @@ def link_plan(hw, wl, sensor: SensorPlan) -> LinkPlan:
             bits = np.full((samples, n_pk), row_neurons, np.int64)
         elif encoding == "aer":
             bpe = max(1, math.ceil(math.log2(row_neurons)))
-            spikes, _ = form_work(wl.spike_form(layer.name), h_o * w_o, np.zeros(h_o * w_o, np.int64), w_o, h_o)
+            spikes, _ = form_work(wl.spike_form(layer.name), np.zeros(h_o * w_o, np.int64), w_o, h_o)
             # packet order: for each row, its T steps
             per = spikes.transpose(0, 2, 1).reshape(samples, n_pk)
             bits = per * bpe

@@ -8,9 +8,11 @@ A map is replayed from one of two forms, whichever is smaller in memory:
 * **bitmap**: the packed bits viewed as 64-bit words. Zero words are skipped with one test and
   the set bits of a word are visited lowest first (count-trailing-zeros), so the cost is one
   test per 64 neurons plus a few operations per spike. Used above 1/32 density.
-* **events**: the ascending neuron indices of the spikes of every (sample, step), as int32.
-  Used at or below 1/32 density, where 32 bits per spike take no more memory than the bitmap;
-  the cost of a replay is then a few operations per spike and nothing per silent neuron.
+* **events**: the spatial position (within its channel's plane) of every spike, in ascending
+  neuron order, per (sample, step), as int32. Used at or below 1/32 density, where 32 bits per
+  spike take no more memory than the bitmap; a replay then costs one table lookup and one add
+  per spike and nothing per silent neuron. (The channel of a spike is not kept: no model of the
+  replay needs it, and the bitmap still holds it.)
 
 The form of a read-only map is built once per workload (see :meth:`Workload.derived`); every
 replay of the trace on any hardware reuses it.
@@ -90,56 +92,59 @@ def _bitmap_work(words, last_mask, plane, taps, row_of, n_rows, by_row):
 
 
 @njit(cache=True)
-def _events_work(events, offsets, s_n, t_n, plane, taps, row_of, n_rows, by_row):
+def _events_work(positions, offsets, s_n, t_n, taps, row_of, n_rows, by_row):
     spikes = np.zeros((s_n, t_n, n_rows), np.int64)
     work = np.zeros((s_n, t_n, n_rows), np.int64)
     for s in range(s_n):
         for t in range(t_n):
             i = s * t_n + t
-            base = 0  # first neuron of the current channel (events ascend)
-            acc = 0
-            for e in range(offsets[i], offsets[i + 1]):
-                pos = events[e] - base
-                if pos >= plane:
-                    base += (pos // plane) * plane
-                    pos = events[e] - base
-                tp = taps[pos]
-                acc += tp
-                if by_row:
+            if by_row:
+                for e in range(offsets[i], offsets[i + 1]):
+                    pos = positions[e]
                     r = row_of[pos]
                     spikes[s, t, r] += 1
-                    work[s, t, r] += tp
-            if not by_row:
+                    work[s, t, r] += taps[pos]
+            else:
+                acc = 0
+                for e in range(offsets[i], offsets[i + 1]):
+                    acc += taps[positions[e]]
                 spikes[s, t, 0] = offsets[i + 1] - offsets[i]
                 work[s, t, 0] = acc
     return spikes, work
 
 
 @njit(cache=True)
-def _decode_events(words, last_mask, total):
-    """The ascending neuron indices of every (sample, step) of a bitmap with ``total`` spikes."""
+def _decode_events(words, last_mask, plane, total):
+    """The spatial positions of the spikes of every (sample, step) of a bitmap with ``total``
+    spikes, in ascending neuron order."""
     s_n, t_n, n_words = words.shape
-    events = np.empty(total, np.int32)
+    positions = np.empty(total, np.int32)
     offsets = np.zeros(s_n * t_n + 1, np.int64)
     last = n_words - 1
     k = 0
     for s in range(s_n):
         for t in range(t_n):
             offsets[s * t_n + t] = k
+            pos0 = 0
             for wi in range(n_words):
                 w = words[s, t, wi]
                 if w != 0:
                     if wi == last:
                         w &= last_mask
                     w = _msb_first(w)
-                    base = wi * 64
                     while w != 0:
                         low = w & (~w + _ONE)
                         w ^= low
-                        events[k] = base + _CTZ67[np.int64(low % _M67)]
+                        pos = pos0 + _CTZ67[np.int64(low % _M67)]
+                        if pos >= plane:
+                            pos %= plane
+                        positions[k] = pos
                         k += 1
+                pos0 += 64
+                if pos0 >= plane:
+                    pos0 %= plane
     offsets[s_n * t_n] = k
-    return events, offsets
+    return positions, offsets
 
 
 @dataclass(frozen=True)
@@ -149,15 +154,16 @@ class SpikeForm:
     samples: int
     steps: int
     n_neurons: int
+    plane: int  # spatial positions per channel
     spikes: int  # total over samples and steps
     words: np.ndarray | None  # uint64 (S, T, W), bitmap form
     last_mask: np.uint64  # the valid neurons of a row's last word
-    events: np.ndarray | None  # int32, events form
-    offsets: np.ndarray | None  # int64 (S * T + 1,), events of (s, t) at offsets[s*T+t]:offsets[s*T+t+1]
+    positions: np.ndarray | None  # int32, events form: each spike's position within its plane
+    offsets: np.ndarray | None  # int64 (S * T + 1,), spikes of (s, t) at offsets[s*T+t]:offsets[s*T+t+1]
 
     @property
     def kind(self) -> str:
-        return "bitmap" if self.events is None else "events"
+        return "bitmap" if self.positions is None else "events"
 
 
 def _words(packed: np.ndarray) -> np.ndarray:
@@ -177,9 +183,10 @@ def _last_mask(n_neurons: int, n_words: int) -> np.uint64:
     return np.uint64(mask)
 
 
-def spike_form(packed: np.ndarray, n_neurons: int, events: bool | None = None) -> SpikeForm:
-    """The replay form of a packed map (uint8 (S, T, ceil(N/8))): events at or below
-    ``EVENTS_MAX_DENSITY``, else the bitmap; ``events`` forces one or the other."""
+def spike_form(packed: np.ndarray, n_neurons: int, plane: int, events: bool | None = None) -> SpikeForm:
+    """The replay form of a packed map (uint8 (S, T, ceil(N/8))) of ``n_neurons`` neurons,
+    ``plane`` positions per channel: events at or below ``EVENTS_MAX_DENSITY``, else the bitmap;
+    ``events`` forces one or the other."""
     s_n, t_n, _ = packed.shape
     words = _words(packed)
     mask = _last_mask(n_neurons, words.shape[2])
@@ -189,9 +196,9 @@ def spike_form(packed: np.ndarray, n_neurons: int, events: bool | None = None) -
     if events is None:
         events = total <= EVENTS_MAX_DENSITY * n_neurons * s_n * t_n
     if events:
-        ev, off = _decode_events(words, mask, total)
-        return SpikeForm(s_n, t_n, n_neurons, total, None, mask, ev, off)
-    return SpikeForm(s_n, t_n, n_neurons, total, words, mask, None, None)
+        pos, off = _decode_events(words, mask, plane, total)
+        return SpikeForm(s_n, t_n, n_neurons, plane, total, None, mask, pos, off)
+    return SpikeForm(s_n, t_n, n_neurons, plane, total, words, mask, None, None)
 
 
 _ROW_TABLES: dict[tuple[int, int], np.ndarray] = {}
@@ -206,22 +213,22 @@ def _row_table(plane: int, width: int) -> np.ndarray:
     return _ROW_TABLES[key]
 
 
-def form_work(form: SpikeForm, plane: int, taps: np.ndarray, width: int = 0,
-              n_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def form_work(form: SpikeForm, taps: np.ndarray, width: int = 0, n_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Spikes and summed per-spike fan-out ``taps[position]`` of a map, event by event.
 
     With ``n_rows`` > 0 both are per (sample, step, spatial row) (``width`` positions a row),
     otherwise per (sample, step). int64 arrays either way.
     """
     by_row = n_rows > 0
+    plane = form.plane
     row_of = _row_table(plane, width) if by_row else _NO_ROWS
     rows = n_rows if by_row else 1
     if taps.dtype != np.int64 or not taps.flags.c_contiguous:
         taps = np.ascontiguousarray(taps, dtype=np.int64)
-    if form.events is None:
+    if form.positions is None:
         spikes, work = _bitmap_work(form.words, form.last_mask, plane, taps, row_of, rows, by_row)
     else:
-        spikes, work = _events_work(form.events, form.offsets, form.samples, form.steps, plane, taps, row_of,
+        spikes, work = _events_work(form.positions, form.offsets, form.samples, form.steps, taps, row_of,
                                     rows, by_row)
     return (spikes, work) if by_row else (spikes[:, :, 0], work[:, :, 0])
 
@@ -233,7 +240,7 @@ def row_work(packed: np.ndarray, n_neurons: int, plane: int, width: int, n_rows:
     ``packed`` is uint8 (S, T, nbytes); ``taps[pos]`` is the fan-out weight of a spike at
     spatial position ``pos`` (e.g. how many output positions its kernel reaches).
     """
-    return form_work(spike_form(packed, n_neurons, events=False), plane, taps, width, n_rows)
+    return form_work(spike_form(packed, n_neurons, plane, events=False), taps, width, n_rows)
 
 
 def axis_taps(in_len: int, k: int, s: int, p: int, out_len: int) -> np.ndarray:

@@ -107,7 +107,9 @@ class Workload:
             return hit[1]  # the common case, kept short: every replay asks for every map
         from ..hw.spikes import spike_form
 
-        return self.derived(name, "form", lambda a: spike_form(a, self.layer(name).out_size))
+        layer = self.layer(name)
+        plane = layer.out_size // layer.out_shape[0] if len(layer.out_shape) > 1 else layer.out_size
+        return self.derived(name, "form", lambda a: spike_form(a, layer.out_size, plane))
 
     def derived(self, name: str, kind: str, compute: Callable[[np.ndarray], Any]) -> Any:
         """``compute(packed spikes of name)``, kept while that array is read-only and in place.
