@@ -19,6 +19,7 @@ overhead is added. Line blanking follows every line, frame blanking every frame 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -62,11 +63,19 @@ def _ui_ps(cfg: dict) -> Fraction:
 
 def burst_overhead_ps(cfg: dict) -> Fraction:
     """Fixed cost of one HS burst on a data lane, in exact ps (LP->HS entry, sync, trail, exit)."""
-    ui = _ui_ps(cfg)
-    over = (exact(cfg["t_lpx_ns"]) * 1000 + exact(cfg["t_hs_prepare_zero_ns"]) * 1000 + 10 * ui + 8 * ui
-            + max(8 * ui, exact(cfg["t_hs_trail_ns"]) * 1000 + 4 * ui) + exact(cfg["t_hs_exit_ns"]) * 1000)
-    if not cfg["continuous_clock"]:
-        over += exact(cfg["t_clk_overhead_ns"]) * 1000
+    return _burst_overhead_ps(cfg["gbps_per_lane"], cfg["t_lpx_ns"], cfg["t_hs_prepare_zero_ns"],
+                              cfg["t_hs_trail_ns"], cfg["t_hs_exit_ns"],
+                              None if cfg["continuous_clock"] else cfg["t_clk_overhead_ns"])
+
+
+@functools.lru_cache(maxsize=256)
+def _burst_overhead_ps(gbps_per_lane, t_lpx_ns, t_hs_prepare_zero_ns, t_hs_trail_ns, t_hs_exit_ns,
+                       t_clk_overhead_ns) -> Fraction:
+    ui = Fraction(1000) / exact(gbps_per_lane)
+    over = (exact(t_lpx_ns) * 1000 + exact(t_hs_prepare_zero_ns) * 1000 + 10 * ui + 8 * ui
+            + max(8 * ui, exact(t_hs_trail_ns) * 1000 + 4 * ui) + exact(t_hs_exit_ns) * 1000)
+    if t_clk_overhead_ns is not None:  # a non-continuous clock lane starts and stops with each burst
+        over += exact(t_clk_overhead_ns) * 1000
     return over
 
 

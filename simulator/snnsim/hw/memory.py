@@ -325,12 +325,17 @@ def _readers(name: str, consumers: dict[str, list[str]], index: dict[str, int], 
 
 def dram_cycles(bits: np.ndarray, hw, period_ps: int) -> np.ndarray:
     """Core cycles to move ``bits`` at the DRAM bandwidth (rounded up)."""
+    p, q = _bits_per_cycle(hw["dram"]["bandwidth_gbytes_per_s"], period_ps)
+    b = np.asarray(bits, dtype=np.int64)
+    return (b * q + p - 1) // p  # ceil(bits / per_cycle) in integers
+
+
+@functools.lru_cache(maxsize=256)
+def _bits_per_cycle(bandwidth_gbytes_per_s: float, period_ps: int) -> tuple[int, int]:
+    """DRAM bits per core cycle as an exact fraction (numerator, denominator)."""
     from fractions import Fraction
 
     from ..units import exact
 
-    bw = exact(hw["dram"]["bandwidth_gbytes_per_s"])  # GB/s = 8 bits per ns
-    per_cycle = Fraction(8) * bw * period_ps / 1000  # bits per core cycle, exact
-    p, q = per_cycle.numerator, per_cycle.denominator
-    b = np.asarray(bits, dtype=np.int64)
-    return (b * q + p - 1) // p  # ceil(bits / per_cycle) in integers
+    per_cycle = Fraction(8) * exact(bandwidth_gbytes_per_s) * period_ps / 1000  # GB/s = 8 bits per ns
+    return per_cycle.numerator, per_cycle.denominator

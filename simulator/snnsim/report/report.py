@@ -122,12 +122,12 @@ def _sum_block(b: RecordBlock, tot: dict, by_layer: dict, by_step: dict, energy_
                layer_energy: dict) -> None:
     """Add a block of records to the summary's sums, as arrays (one Python step per metric)."""
     sums = b.values.sum(axis=(0, 2))  # over samples and steps: (layers, metrics)
-    col = sums.sum(axis=0)
+    col = sums.sum(axis=0).tolist()
     energy_cols = []
     for m, (comp, metric) in enumerate(zip(b.components, b.metrics, strict=True)):
-        tot[(comp, metric)] += float(col[m])
+        tot[(comp, metric)] += col[m]
         if metric.startswith("energy."):
-            energy_action[(comp, metric[7:])] += float(col[m])
+            energy_action[(comp, metric[7:])] += col[m]
             if comp in _LAYER_ENERGY:
                 energy_cols.append(m)
         if metric in _PER_LAYER:
@@ -136,13 +136,13 @@ def _sum_block(b: RecordBlock, tot: dict, by_layer: dict, by_step: dict, energy_
     if energy_cols:
         for layer, v in zip(b.layers, sums[:, energy_cols].sum(axis=1).tolist(), strict=True):
             layer_energy[layer] += v
-    steps = None
-    for m, (comp, metric) in enumerate(zip(b.components, b.metrics, strict=True)):
-        if comp == "activity":
-            if steps is None:
-                steps = b.values.sum(axis=0)  # (layers, steps, metrics)
-            for li, layer in enumerate(b.layers):
-                for t, v in enumerate(steps[li, :, m].tolist()):
+    activity = [m for m, comp in enumerate(b.components) if comp == "activity"]
+    if activity:
+        steps = b.values.sum(axis=0)  # (layers, steps, metrics)
+        for m in activity:
+            metric = b.metrics[m]
+            for layer, per_step in zip(b.layers, steps[:, :, m].tolist(), strict=True):
+                for t, v in enumerate(per_step):
                     by_step[(layer, t, metric)] += v
 
 
