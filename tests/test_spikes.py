@@ -92,3 +92,16 @@ def test_derived_data_is_kept_only_for_read_only_spikes():
     assert wl.spike_counts("c")[0, 0] == np.bitwise_count(flipped).sum()
     with pytest.raises(ValueError):
         packed[0, 0, 0] = 0
+
+
+def test_spike_count_table_follows_the_arrays():
+    rng = np.random.default_rng(2)
+    packed = pack_spikes(rng.random((1, 1, 32)) < 0.5)
+    wl = _one_layer_workload(packed)
+    first = wl.spike_count_table(["c"])
+    assert first is wl.spike_count_table(["c"])
+    assert first[0, 0, 0] == np.bitwise_count(packed).sum()
+    more = np.full_like(packed, 0xFF)
+    more.flags.writeable = False
+    wl.packed_spikes["c"] = more
+    assert wl.spike_count_table(["c"])[0, 0, 0] == 32

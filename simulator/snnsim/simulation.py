@@ -148,9 +148,8 @@ def activity_records(wl: Workload) -> RecordBlock:
     """Spikes and neurons of every spiking layer per (sample, step), as one block of records."""
     spiking = [la for la in wl.layers if la.spiking]
     values = np.empty((wl.samples, len(spiking), wl.time_steps, 2), np.float64)
-    for i, layer in enumerate(spiking):
-        values[:, i, :, 0] = wl.spike_counts(layer.name)
-        values[:, i, :, 1] = layer.out_size
+    values[..., 0] = wl.spike_count_table([la.name for la in spiking])
+    values[..., 1] = np.array([la.out_size for la in spiking], np.float64)[None, :, None]
     return RecordBlock(layers=[la.name for la in spiking], metrics=["spikes", "neurons"],
                        components=["activity", "activity"], units=["count", "count"], values=values)
 

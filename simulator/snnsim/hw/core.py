@@ -214,9 +214,9 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     cnt["membrane_write_bits"] += np.asarray(per_layer["fire_membrane_bits"], np.int64)[None, :, None]
     if t_n:
         cnt["membrane_read_bits"][:, :, -1] += np.asarray(per_layer["readout_bits"], np.int64)[None, :]
-    for li, layer in enumerate(layers):
-        if layer.spiking:
-            cnt["output_spikes"][:, li, :] = wl.spike_counts(layer.name)
+    spiking = [li for li, layer in enumerate(layers) if layer.spiking]
+    if spiking:
+        cnt["output_spikes"][:, spiking, :] = wl.spike_count_table([layers[li].name for li in spiking])
 
     # buffers and DRAM
     for k, arr in (("spike_read_bits", mp.spike_sram_read), ("spike_write_bits", mp.spike_sram_write),
