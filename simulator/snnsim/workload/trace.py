@@ -130,15 +130,18 @@ class Workload:
     def spike_count_table(self, names: list[str]) -> np.ndarray:
         """Spikes per (sample, layer of ``names``, step), int64, derived like :meth:`derived`."""
         arrays = tuple(self.packed_spikes[n] for n in names)
-        hit = self.__dict__.get("_count_table")
-        if (hit is not None and hit[0] == names and len(hit[1]) == len(arrays)
-                and all(a is b for a, b in zip(hit[1], arrays, strict=True))
+        cache = self.__dict__.setdefault("_count_tables", {})
+        key = tuple(names)
+        hit = cache.get(key)
+        if (hit is not None and all(a is b for a, b in zip(hit[0], arrays, strict=True))
                 and not any(a.flags.writeable for a in arrays)):
-            return hit[2]
+            return hit[1]
         table = np.zeros((self.samples, len(names), self.time_steps), np.int64)
         for i, n in enumerate(names):
             table[:, i, :] = self.spike_counts(n)
-        self.__dict__["_count_table"] = (list(names), arrays, table)
+        if len(cache) > 16:  # a few layer lists recur (the core's, the report's): keep the cache small
+            cache.clear()
+        cache[key] = (arrays, table)
         return table
 
     def manifest(self) -> dict[str, Any]:
