@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import yaml
+from snnsim.workload.trace import save_workload
 
-from .conftest import TINY_BASE, TINY_P2M
+from .conftest import TINY_BASE, TINY_P2M, make_tiny_workload
 
 CHILD = """
 import sys
@@ -33,3 +34,16 @@ def test_same_report_with_and_without_jit(tiny_trace, tmp_path):
         f = tmp_path / f"{cfg['name']}.yaml"
         f.write_text(yaml.safe_dump(cfg))
         assert _run(f, tiny_trace, True) == _run(f, tiny_trace, False)
+
+
+def test_same_report_with_and_without_jit_from_event_lists(tmp_path):
+    """A sparse trace (below 1/32 density) is replayed from event lists, and an AER link reads
+    them row by row: the same report either way."""
+    trace = tmp_path / "sparse.npz"
+    wl = make_tiny_workload(samples=3, steps=4, seed=3, rate=0.02)
+    save_workload(wl, trace)
+    assert {wl.spike_form(la.name).kind for la in wl.layers if la.spiking} == {"events"}
+    cfg = {**TINY_P2M, "link": {**TINY_P2M["link"], "encoding": "aer"}}
+    f = tmp_path / "aer.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    assert _run(f, trace, True) == _run(f, trace, False)

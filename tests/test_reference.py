@@ -248,7 +248,7 @@ def workloads(draw, max_hw: int = 9, max_samples: int = 3, max_steps: int = 3, f
         elif la.op == "maxpool" and la.neuron is None:
             spikes[la.name] = _maxpool_or(spikes[la.inputs[0]], la.kernel, la.stride, la.padding, la.out_shape)
         else:
-            rate = draw(st.sampled_from([0.0, 0.05, 0.3, 0.7, 1.0]))
+            rate = draw(st.sampled_from([0.0, 0.02, 0.05, 0.3, 0.7, 1.0]))
             spikes[la.name] = rng.random((samples, steps, *la.out_shape)) < rate
     inp = rng.random((samples, *input_shape)).astype(np.float32)
     return Workload(layers=layers, input=inp, packed_spikes={k: pack_spikes(v) for k, v in spikes.items()},
