@@ -54,7 +54,7 @@ def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.nd
     units = {k: ("bit" if k.endswith("_bits") else "count") for k in CORE_COUNTERS}
     metrics = [(k, units[k], "core", counters[k]) for k in CORE_COUNTERS]
     metrics += [(f"energy.{a}", "pJ", comp, arr) for a, (comp, _e, arr) in energy.items()]
-    values = np.stack([m[3].astype(np.float64) for m in metrics], axis=-1)
+    values = np.stack([m[3] for m in metrics], axis=-1, dtype=np.float64)
     return [RecordBlock(layers=list(layer_names), metrics=[m[0] for m in metrics],
                         components=[m[2] for m in metrics], units=[m[1] for m in metrics], values=values)]
 

@@ -125,11 +125,6 @@ class _Traffic:
         self.every = [0] * n
         self.first = [0] * n
 
-    def array(self, steps: int) -> np.ndarray:
-        out = np.repeat(np.asarray(self.every, np.int64)[:, None], steps, axis=1)
-        if steps:
-            out[:, 0] += np.asarray(self.first, np.int64)
-        return out
 
 
 def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int) -> MemoryPlan:
@@ -275,9 +270,14 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
         line_buffer.every[a] += per_step  # written by a's fire pass
         line_buffer.every[b] += per_step  # read by b's scatter
         saved.every[a] += 2 * per_step  # the global-buffer write and read avoided
-    for k in ("dram_read_bits", "dram_write_bits", "weight_load_bits", "first_frame_only_bits", "spike_sram_write",
-              "spike_sram_read", "line_buffer_bits", "fusion_saved_bits"):
-        setattr(plan, k, getattr(plan, k).array(steps))
+    names = ("dram_read_bits", "dram_write_bits", "weight_load_bits", "first_frame_only_bits", "spike_sram_write",
+             "spike_sram_read", "line_buffer_bits", "fusion_saved_bits")
+    traffic = [getattr(plan, k) for k in names]
+    arrays = np.repeat(np.array([tr.every for tr in traffic], np.int64).reshape(len(names), n_l, 1), steps, axis=2)
+    if steps:
+        arrays[:, :, 0] += np.array([tr.first for tr in traffic], np.int64).reshape(len(names), n_l)
+    for k, arr in zip(names, arrays, strict=True):
+        setattr(plan, k, arr)
     return plan
 
 
