@@ -51,8 +51,9 @@ def test_both_forms_match_numpy(channels, height, width, samples, steps, density
 
 def test_padding_bits_past_the_last_neuron_are_ignored():
     bits = np.ones((1, 1, 70), bool)
-    packed = np.concatenate([pack_spikes(bits), np.zeros((1, 1, 7), np.uint8)], axis=2)
-    packed[0, 0, 8] |= 0x3F  # garbage past neuron 69, and a whole spare word
+    packed = np.concatenate([pack_spikes(bits), np.zeros((1, 1, 23), np.uint8)], axis=2)
+    packed[0, 0, 8] |= 0x3F  # garbage past neuron 69
+    packed[0, 0, 20:] = 0xFF  # and in spare words
     for events in (False, True):
         form = spike_form(packed, 70, 70, events=events)
         s, w = form_work(form, np.arange(70))

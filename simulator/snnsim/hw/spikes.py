@@ -189,6 +189,9 @@ def spike_form(packed: np.ndarray, n_neurons: int, plane: int, events: bool | No
     ``events`` forces one or the other."""
     s_n, t_n, _ = packed.shape
     words = _words(packed)
+    n_valid = -(-n_neurons // 64)
+    if words.shape[2] > n_valid:  # bytes past the last neuron's word hold no neurons
+        words = np.ascontiguousarray(words[:, :, :n_valid])
     mask = _last_mask(n_neurons, words.shape[2])
     total = int(np.bitwise_count(words[:, :, :-1]).sum()) if words.shape[2] > 1 else 0
     if words.shape[2]:
