@@ -73,7 +73,7 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
     tick("link")
     lp = link_plan(hw, wl, sp)
     tick("core")
-    cp = core_plan(hw, wl, sp, lp.payload_bits, graph_key=gkey)
+    cp = core_plan(hw, wl, sp, lp.payload_bits, graph=gkey)
     tick("engine")
     s_n, t_n = wl.samples, wl.time_steps
     n_pk = sp.rows * sp.packets_per_row

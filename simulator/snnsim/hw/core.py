@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import MappingError
 from ..units import period_ps as period_ps_exact
-from ..workload.graph import Layer
+from ..workload.graph import Layer, graph_key
 from ..workload.trace import Workload
 from .memory import dram_cycles, memory_plan
 from .sensor import SensorPlan, quad_side
@@ -103,11 +103,11 @@ def plane_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarray,
-              graph_key: tuple | None = None) -> CorePlan:
+              graph: tuple | None = None) -> CorePlan:
     """Count the core's work for every layer, step and sample, and cut it into transactions.
 
     ``link_payload_bits`` is (samples, packets) from the link plan: what the input buffer holds.
-    ``graph_key`` is the workload's :func:`~snnsim.workload.graph.graph_key`, if known.
+    ``graph`` is the workload's :func:`~snnsim.workload.graph.graph_key`, if known.
     """
     cfg = hw["core"]
     v = cfg["vector_width"]
@@ -137,7 +137,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     # weight bits per update, membrane bits read and written per update)
     edges: list[tuple[int, str, int, np.ndarray, int, int, int, int]] = []
     encoding: list[tuple[int, Layer]] = []
-    statics = _layer_statics(wl, first, graph_key)
+    statics = _layer_statics(wl, first, graph)
     for li, (layer, st) in enumerate(zip(layers, statics, strict=True)):
         key = f"layers.{layer.name}"
         per_layer["dense_macs"][li] = st.dense_macs
@@ -281,8 +281,6 @@ class LayerStatics(NamedTuple):
 
 def _layer_statics(wl: Workload, first: int, key: tuple | None) -> list[LayerStatics]:
     """LayerStatics of the layers from ``first`` on, derived once per workload and graph."""
-    from ..workload.graph import graph_key
-
     key = (graph_key(wl.layers, wl.input_shape) if key is None else key, first)
     hit = wl.__dict__.get("_core_statics")
     if hit is not None and hit[0] == key:

@@ -103,7 +103,7 @@ class Workload:
     def spike_form(self, name: str):
         """A layer's spikes in the form the replay kernels read (:mod:`snnsim.hw.spikes`)."""
         hit = self.__dict__.get("_derived", {}).get(("form", name))
-        if hit is not None and hit[0] is self.packed_spikes[name]:
+        if hit is not None and hit[0] is self.packed_spikes[name] and not hit[0].flags.writeable:
             return hit[1]  # the common case, kept short: every replay asks for every map
         from ..hw.spikes import spike_form
 
