@@ -118,8 +118,8 @@ _LAYER_ENERGY = ("core", "dram", "sensor")
 _PER_LAYER = ("neurons", "spikes", "cycles", "synaptic_ops", "macs")  # the metrics the summary reads per layer
 
 
-def _sum_block(b: RecordBlock, tot: dict, by_layer: dict, by_step: dict, energy_action: dict,
-               layer_energy: dict) -> None:
+def _sum_block(b: RecordBlock, tot: dict, by_layer: dict[tuple[str, str], dict[str, float]], by_step: dict[tuple[str, str], list[float]],
+               energy_action: dict, layer_energy: dict) -> None:
     """Add a block of records to the summary's sums, as arrays (one Python step per metric)."""
     sums = b.values.sum(axis=(0, 2))  # over samples and steps: (layers, metrics)
     col = sums.sum(axis=0).tolist()
@@ -131,8 +131,12 @@ def _sum_block(b: RecordBlock, tot: dict, by_layer: dict, by_step: dict, energy_
             if comp in _LAYER_ENERGY:
                 energy_cols.append(m)
         if metric in _PER_LAYER:
-            for layer, v in zip(b.layers, sums[:, m].tolist(), strict=True):
-                by_layer[(comp, layer, metric)] += v
+            acc = by_layer.get((comp, metric))
+            if acc is None:
+                by_layer[(comp, metric)] = dict(zip(b.layers, sums[:, m].tolist(), strict=True))
+            else:
+                for layer, v in zip(b.layers, sums[:, m].tolist(), strict=True):
+                    acc[layer] = acc.get(layer, 0.0) + v
     if energy_cols:
         for layer, v in zip(b.layers, sums[:, energy_cols].sum(axis=1).tolist(), strict=True):
             layer_energy[layer] += v
@@ -142,8 +146,12 @@ def _sum_block(b: RecordBlock, tot: dict, by_layer: dict, by_step: dict, energy_
         for m in activity:
             metric = b.metrics[m]
             for layer, per_step in zip(b.layers, steps[:, :, m].tolist(), strict=True):
-                for t, v in enumerate(per_step):
-                    by_step[(layer, t, metric)] += v
+                acc = by_step.get((layer, metric))
+                if acc is None:
+                    by_step[(layer, metric)] = per_step
+                else:
+                    for t, v in enumerate(per_step):
+                        acc[t] += v
 
 
 def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
@@ -151,8 +159,8 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     samples = meta["workload"]["samples"]
     steps = meta["workload"]["time_steps"]
     tot: dict[tuple[str, str], float] = defaultdict(float)
-    by_layer: dict[tuple[str, str, str], float] = defaultdict(float)
-    by_step: dict[tuple[str, int, str], float] = defaultdict(float)
+    by_layer: dict[tuple[str, str], dict[str, float]] = {}  # (component, metric) -> layer -> sum
+    by_step: dict[tuple[str, str], list[float]] = {}  # activity: (layer, metric) -> per step
     energy_action: dict[tuple[str, str], float] = defaultdict(float)
     # a layer's energy is what computes it: the core and its DRAM traffic, or the sensor for an
     # in-pixel layer (the link's energy belongs to no layer)
@@ -168,13 +176,18 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             rows.append(item)
     for sample, layer, step, component, metric, value, _unit in rows:
         tot[(component, metric)] += value
-        by_layer[(component, layer, metric)] += value
+        if metric in _PER_LAYER:
+            acc = by_layer.setdefault((component, metric), {})
+            acc[layer] = acc.get(layer, 0.0) + value
         if metric.startswith("energy."):
             energy_action[(component, metric[7:])] += value
             if component in _LAYER_ENERGY:
                 layer_energy[layer] += value
         if component == "activity":
-            by_step[(layer, step, metric)] += value
+            acc = by_step.get((layer, metric))
+            if acc is None:
+                acc = by_step[(layer, metric)] = [0.0] * steps
+            acc[step] += value
         if sample is None:
             stage[component][metric] = value
         elif component == "system":
@@ -199,28 +212,32 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     nb_core_ops = sum(v["synops"] for la in meta["workload"]["layers"] if la["runs_on"] == "core"
                       for v in [nb_layers.get(la["name"])] if v)
     layers_out = []
+    no_steps = [0.0] * steps
+    layer_neurons, layer_spikes = by_layer.get(("activity", "neurons"), {}), by_layer.get(("activity", "spikes"), {})
+    layer_cycles, layer_synops = by_layer.get(("core", "cycles"), {}), by_layer.get(("core", "synaptic_ops"), {})
+    layer_macs = by_layer.get(("core", "macs"), {})
     for la in meta["workload"]["layers"]:
         name = la["name"]
-        neurons = by_layer[("activity", name, "neurons")]
-        spikes = by_layer[("activity", name, "spikes")]
+        neurons = layer_neurons.get(name, 0.0)
+        spikes = layer_spikes.get(name, 0.0)
+        step_spikes = by_step.get((name, "spikes"), no_steps)
+        step_neurons = by_step.get((name, "neurons"), no_steps)
         layers_out.append({
             "name": name, "op": la["op"], "runs_on": la["runs_on"], "out_shape": la["out_shape"],
             "spike_rate": spikes / neurons if neurons else None,
             "spikes_per_frame": spikes / samples,
-            "spike_rate_per_step": [
-                (by_step[(name, t, "spikes")] / by_step[(name, t, "neurons")]) if by_step[(name, t, "neurons")] else None
-                for t in range(steps)],
+            "spike_rate_per_step": [sp / n if n else None for sp, n in zip(step_spikes, step_neurons, strict=True)],
             "energy_pj_per_frame": layer_energy[name] / samples,
-            "core_cycles_per_frame": by_layer[("core", name, "cycles")] / samples,
-            "synaptic_ops_per_frame": by_layer[("core", name, "synaptic_ops")] / samples,
-            "macs_per_frame": by_layer[("core", name, "macs")] / samples,
+            "core_cycles_per_frame": layer_cycles.get(name, 0.0) / samples,
+            "synaptic_ops_per_frame": layer_synops.get(name, 0.0) / samples,
+            "macs_per_frame": layer_macs.get(name, 0.0) / samples,
             "neurobench": nb_layers.get(name),
         })
     # flatten only renames its input's neurons: counting it would count those spikes twice
     counted = [x for x, la in zip(layers_out, meta["workload"]["layers"], strict=True) if la["op"] != "flatten"]
     total_spikes = sum(x["spikes_per_frame"] for x in counted)
     # neurons x steps per frame (the activity records hold one 'neurons' row per step)
-    total_neuron_steps = sum(by_layer[("activity", x["name"], "neurons")] for x in counted) / samples
+    total_neuron_steps = sum(layer_neurons.get(x["name"], 0.0) for x in counted) / samples
     return {
         "frames": samples,
         "time_steps": steps,
