@@ -190,22 +190,17 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
         else:
             spk[e], work[e] = form_work(form, taps)
     if n_e:
-        e_layer = np.array([ed[0] for ed in edges], np.int64)
-        coef = np.array([ed[4:] for ed in edges], np.int64)  # groups, c_group, w_bits, rmw
-        updates = work * coef[:, 1, None, None]
-
-        def by_layer(x: np.ndarray) -> np.ndarray:
-            out = np.zeros((n_l, s_n, t_n), np.int64)
-            np.add.at(out, e_layer, x)
-            return out.transpose(1, 0, 2)
-
-        cnt["vector_ops"] += by_layer(work * coef[:, 0, None, None])
-        cnt["synaptic_ops"] += by_layer(updates)
-        cnt["input_spikes"] += by_layer(spk)
-        cnt["weight_read_bits"] += by_layer(updates * coef[:, 2, None, None])
-        rmw_bits = by_layer(updates * coef[:, 3, None, None])
-        cnt["membrane_read_bits"] += rmw_bits
-        cnt["membrane_write_bits"] += rmw_bits
+        # per edge: vector ops, updates, input spikes, weight bits, membrane bits read (= written)
+        coef = np.array([(ed[4], ed[5], 0, ed[5] * ed[6], ed[5] * ed[7]) for ed in edges], np.int64)
+        per_edge = work[:, None] * coef[:, :, None, None]  # (edges, 5, samples, steps)
+        per_edge[:, 2] = spk
+        sums = np.zeros((n_l, 5, s_n, t_n), np.int64)
+        np.add.at(sums, np.array([ed[0] for ed in edges], np.int64), per_edge)
+        sums = sums.transpose(1, 2, 0, 3)  # (5, samples, layers, steps)
+        for i, k in enumerate(("vector_ops", "synaptic_ops", "input_spikes", "weight_read_bits",
+                               "membrane_read_bits")):
+            cnt[k] += sums[i]
+        cnt["membrane_write_bits"] += sums[4]
     for li, layer in encoding:
         _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
     for k in ("dense_macs", "fire_ops", "compares"):
