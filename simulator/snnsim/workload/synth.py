@@ -548,15 +548,7 @@ def _calibrate_int(cur: np.ndarray, targets: np.ndarray, membrane_bits: int = ME
     theta_lo = np.where(lo >= 1, lo, theta_hi)
     r_hi = _int_channel_rates(cur, theta_hi, membrane_bits)
     r_lo = _int_channel_rates(cur, theta_lo, membrane_bits)
-    theta = theta_hi.copy()
-    carry = 0.0
-    for ch in range(c):
-        want = targets[ch] + carry
-        rate = r_hi[ch]
-        if abs(r_lo[ch] - want) < abs(r_hi[ch] - want):
-            theta[ch], rate = theta_lo[ch], r_lo[ch]
-        carry = want - rate
-    return theta
+    return _closest_with_carry(theta_hi, theta_lo, r_hi, r_lo, targets)
 
 
 def _channel_rates(cur: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -615,7 +607,6 @@ def _calibrate(cur: np.ndarray, targets: np.ndarray) -> np.ndarray:
     stored, in float32) carries the rounding error across channels so that the layer's mean rate
     hits its target.
     """
-    c = cur.shape[2]
     cum = np.cumsum(cur, axis=0, dtype=np.float64)
     smallest = np.where(cur > 0, cur, np.inf).min(axis=(0, 1, 3))
     silent = ~np.isfinite(smallest)  # no positive input: never fires at any threshold > 0
@@ -646,15 +637,7 @@ def _calibrate(cur: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
     r_hi = _channel_rates(cur, theta_hi)
     r_lo = _channel_rates(cur, theta_lo)
-    theta = theta_hi.copy()
-    carry = 0.0
-    for ch in range(c):
-        want = targets[ch] + carry
-        rate = r_hi[ch]
-        if abs(r_lo[ch] - want) < abs(r_hi[ch] - want):
-            theta[ch], rate = theta_lo[ch], r_lo[ch]
-        carry = want - rate
-    return theta.astype(np.float32)
+    return _closest_with_carry(theta_hi, theta_lo, r_hi, r_lo, targets).astype(np.float32)
 
 
 def _channel_targets(rate: float, channels: int, spread: float, rng: np.random.Generator) -> np.ndarray:
@@ -977,3 +960,18 @@ def _software_versions(digits: bool = False) -> dict[str, str]:
         except ImportError:
             pass
     return versions
+
+
+def _closest_with_carry(theta_hi: np.ndarray, theta_lo: np.ndarray, r_hi: np.ndarray, r_lo: np.ndarray,
+                        targets: np.ndarray) -> np.ndarray:
+    """Per channel, the threshold of the two candidates whose rate is nearer the target, carrying
+    each channel's error into the next so the layer's mean rate stays on target."""
+    theta = theta_hi.copy()
+    carry = 0.0
+    for ch in range(theta.shape[0]):
+        want = targets[ch] + carry
+        rate = r_hi[ch]
+        if abs(r_lo[ch] - want) < abs(r_hi[ch] - want):
+            theta[ch], rate = theta_lo[ch], r_lo[ch]
+        carry = want - rate
+    return theta
