@@ -228,7 +228,7 @@ def graphs(draw, max_hw: int = 9, flatten_first: bool = True):
     last = layers[-1]
     if last.op in ("conv2d", "linear", "avgpool", "add") and draw(st.booleans()):
         last.neuron = None  # a classifier output: membranes read out, no spikes
-    return (3, h, w), layers
+    return (draw(st.sampled_from([1, 3])), h, w), layers  # a monochrome or a colour image
 
 
 @st.composite
@@ -333,6 +333,11 @@ def _memory_config(draw, kind: str, wl: Workload, friendly: bool, most_mem_bits:
     return extra, {"bandwidth_gbytes_per_s": bandwidth, "double_buffered": draw(st.booleans())}, wl
 
 
+def _photodiodes(draw, wl: Workload, colour: list[int]) -> int:
+    """A colour model that delivers the trace's input channels: mono for 1, a Bayer-type quad for 3."""
+    return 1 if wl.input_shape[0] == 1 else draw(st.sampled_from(colour))
+
+
 def _timing_friendly_hw(draw, kind: str, wl: Workload) -> tuple[dict, Workload]:
     """A hardware configuration whose times share a large common divisor (for the tick model)."""
     conv0 = wl.layers[0]
@@ -342,7 +347,7 @@ def _timing_friendly_hw(draw, kind: str, wl: Workload) -> tuple[dict, Workload]:
         "name": "random",
         "sensor": {
             "kind": kind, "pixel_rows": h + draw(st.integers(0, 3)), "pixel_cols": w + draw(st.integers(0, 3)),
-            "photodiodes_per_pixel": draw(st.sampled_from([1, 4])),
+            "photodiodes_per_pixel": _photodiodes(draw, wl, [4]),
             "adc_bits": draw(st.integers(1, 5)), "adc_counter_clock_mhz": draw(st.sampled_from([1000.0, 2000.0])),
             "cds_ramps": draw(st.integers(1, 2)), "row_overhead_ns": float(draw(st.integers(0, 40))),
             "frame_period_us": draw(st.sampled_from([0.0, 0.0, 0.02, 0.1, 0.5])),
@@ -437,7 +442,7 @@ def _any_timing_hw(draw, kind: str, wl: Workload) -> tuple[dict, Workload]:
     extra, dram, wl = _memory_config(draw, kind, wl, friendly=False, most_mem_bits=32, most_spike_bits=8)
     return {
         "sensor": {
-            "kind": kind, "pixel_rows": h, "pixel_cols": w, "photodiodes_per_pixel": draw(st.sampled_from([1, 4, 9])),
+            "kind": kind, "pixel_rows": h, "pixel_cols": w, "photodiodes_per_pixel": _photodiodes(draw, wl, [4, 9, 16]),
             "adc_bits": draw(st.integers(1, 10)), "adc_counter_clock_mhz": _decimal(draw, 10, 40000, 10),
             "cds_ramps": draw(st.integers(1, 4)), "row_overhead_ns": _decimal(draw, 0, 20000, 10),
             "p2m": {"kernel": conv0.kernel[0], "stride": conv0.stride[0], "out_channels": conv0.out_shape[0],
@@ -946,9 +951,10 @@ def _small_workload(layers: list[Layer], input_shape, steps: int = 1, seed: int 
                     packed_spikes={k: pack_spikes(v) for k, v in spikes.items()})
 
 
-def _small_hw(kind: str, k0: int = 1, c0: int = 2, **core) -> object:
+def _small_hw(kind: str, k0: int = 1, c0: int = 2, photodiodes: int = 4, **core) -> object:
     return load_hardware({
         "sensor": {"kind": kind, "pixel_rows": 8, "pixel_cols": 8, "adc_bits": 2, "row_overhead_ns": 10.0,
+                   "photodiodes_per_pixel": photodiodes,
                    "p2m": {"kernel": k0, "stride": k0, "out_channels": c0, "adc_bits": 2, "row_overhead_ns": 10.0}},
         "link": {"gbps_per_lane": 1.0, "t_lpx_ns": 5.0, "t_hs_prepare_zero_ns": 5.0, "t_hs_trail_ns": 5.0,
                  "t_hs_exit_ns": 5.0},
@@ -996,7 +1002,7 @@ def test_flat_inputs_of_add_and_flatten(last, kind):
 
 
 def test_grouped_encoding_layer():
-    wl = _small_workload([_conv("conv0", ["input"], (4, 2, 2), groups=2), _conv("c1", ["conv0"], (2, 2, 2))], (2, 2, 2))
+    wl = _small_workload([_conv("conv0", ["input"], (6, 2, 2), groups=3), _conv("c1", ["conv0"], (2, 2, 2))], (3, 2, 2))
     hw = _small_hw("conventional")
     _assert_same_report(simulate(hw, wl), simulate_reference(hw, wl))
 
@@ -1005,14 +1011,14 @@ def test_grouped_encoding_layer():
 def test_padded_encoding_layer(k, p, out):
     wl = _small_workload([_conv("conv0", ["input"], (1, out, out), k=k, p=p), _conv("c1", ["conv0"], (1, out, out))],
                          (1, 2, 2))
-    hw = _small_hw("conventional")
+    hw = _small_hw("conventional", photodiodes=1)
     _assert_same_report(simulate(hw, wl), simulate_reference(hw, wl))
 
 
 def test_two_encoding_layers():
     wl = _small_workload([_conv("conv0", ["input"], (1, 2, 2)), _conv("convb", ["input"], (8, 2, 2)),
                           _conv("out", ["convb"], (1, 2, 2), neuron=False)], (1, 2, 2))
-    hw = _small_hw("conventional", vector_width=1)
+    hw = _small_hw("conventional", photodiodes=1, vector_width=1)
     _assert_same_report(simulate(hw, wl), simulate_reference(hw, wl))
 
 
@@ -1020,6 +1026,7 @@ def test_p2m_with_an_encoding_layer_on_the_core_is_refused():
     wl = _small_workload([_conv("conv0", ["input"], (2, 2, 2)), _conv("convb", ["input"], (2, 2, 2)),
                           Layer("sum", "add", ["conv0", "convb"], (2, 2, 2))], (1, 2, 2), steps=3)
     with pytest.raises(ValueError):
-        simulate_reference(_small_hw("p2m"), wl)
-    with pytest.raises(MappingError):
-        simulate(_small_hw("p2m"), wl)
+        simulate_reference(_small_hw("p2m", photodiodes=1), wl)
+    with pytest.raises(MappingError) as e:
+        simulate(_small_hw("p2m", photodiodes=1), wl)
+    assert e.value.key == "layers.convb.inputs"

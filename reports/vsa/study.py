@@ -39,6 +39,9 @@ def main() -> int:
     rows: list[dict] = []
 
     def run(label: str, wl, sets: list[str], **extra) -> dict:
+        # grey MNIST frames come from a monochrome array; vsa.yaml's sensor is Bayer, for CIFAR-10
+        if wl.input_shape[0] == 1:
+            sets = ["sensor.photodiodes_per_pixel=1", *sets]
         rep = simulate(load_hardware(hw_yaml, sets), wl)
         s = rep.summary
         ops = s["operations"]

@@ -15,8 +15,10 @@ import numpy as np
 
 from . import __version__
 from .engine.pipeline import StageSpec, run_pipeline
+from .errors import ConfigError
 from .hw.core import COUNTERS as CORE_COUNTERS
 from .hw.core import core_plan
+from .hw.fit import require_fit
 from .hw.link import link_plan, raw_frame_wire_bits
 from .hw.sensor import sensor_energy_pj, sensor_plan
 from .hwconfig import Hardware
@@ -59,10 +61,94 @@ def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.nd
                         components=[m[2] for m in metrics], units=[m[1] for m in metrics], values=values)]
 
 
+# the hwconfig keys that set each stage's service times, named when a run's time cannot be held
+STAGE_KEYS = {
+    "sensor": "sensor.row_overhead_ns, sensor.adc_counter_clock_mhz, sensor.p2m.row_overhead_ns",
+    "link": "link.gbps_per_lane, link.line_blanking_ns, link.frame_blanking_ns",
+    "core": "core.clock_mhz",
+    "release": "sensor.frame_period_us",  # the frame trigger
+}
+
+
+def pipeline_stages(sp, lp, cp, frames: list[int], frame_ps: int, hw_source: str) -> list[StageSpec]:
+    """The sensor -> link -> core stages for the given frames (sample indices, in order), frame
+    k triggered at k * ``frame_ps`` (0: free-running)."""
+    n_f = len(frames)
+    n_pk = sp.rows * sp.packets_per_row
+    if cp.tx_cycles.size and float(cp.tx_cycles.max()) * cp.period_ps >= 2.0**62:  # the int64 product would wrap
+        raise ConfigError("the run's time cannot be held in integer picoseconds", file=hw_source, key="core.clock_mhz",
+                          expected="core passes shorter than 2^62 ps",
+                          found=f"{int(cp.tx_cycles.max())} cycles of {cp.period_ps} ps",
+                          suggestion="check the unit of the key (MHz)")
+    idx = np.asarray(frames, np.int64)
+    release = np.zeros((n_f, sp.rows), np.int64)
+    release[:, 0] = np.arange(n_f, dtype=np.int64) * frame_ps
+    return [
+        StageSpec.make("sensor", np.full(n_f * sp.rows, sp.row_time_ps), produce=np.full(n_f * sp.rows, sp.packets_per_row),
+                       release_ps=release.reshape(-1)),
+        StageSpec.make("link", lp.service_ps[idx].reshape(-1), consume=np.ones(n_f * n_pk), produce=np.ones(n_f * n_pk)),
+        StageSpec.make("core", (cp.tx_cycles[idx] * cp.period_ps).reshape(-1), consume=np.tile(cp.tx_consume, n_f)),
+    ]
+
+
+def fifo_capacities(hw: Hardware, sp) -> list[int]:
+    """Tokens each FIFO holds: the sensor's line buffer holds whole lines (every packet of a row:
+    T spike packets of a P2M row, one RAW packet of a conventional row); the processor's input
+    buffer holds packets."""
+    return [hw["sensor"]["line_buffer_lines"] * sp.packets_per_row, hw["link"]["output_fifo_packets"]]
+
+
+def _time_by_cause(stages: list[StageSpec]) -> dict[str, float]:
+    """Picoseconds each stage's service adds up to, and the last frame trigger."""
+    totals = {st.name: float(st.service_ps.sum(dtype=np.float64)) for st in stages}
+    totals["release"] = float(max((int(st.release_ps.max()) for st in stages if st.release_ps.size), default=0))
+    return totals
+
+
+def check_time_budget(stages: list[StageSpec], source: str) -> None:
+    """Refuse a run whose time could wrap the engine's int64 picoseconds.
+
+    No time stamp of a run exceeds the last trigger plus the sum of every service time, so when
+    that bound is below 2^62 no addition in the engine can wrap."""
+    totals = _time_by_cause(stages)
+    if sum(totals.values()) < 2.0**62:
+        return
+    worst = max(totals, key=totals.get)
+    raise ConfigError("the run's time cannot be held in integer picoseconds", file=source, key=STAGE_KEYS[worst],
+                      expected="a run shorter than 2^62 ps (about 53 days of simulated time)",
+                      found=f"the {worst} alone needs {totals[worst]:.3g} ps",
+                      suggestion="check the units of these keys (clocks in MHz, times in ns or us)")
+
+
+def check_exact_time(stages: list[StageSpec], pr, source: str) -> None:
+    """A run's stamps and totals must be exact in the report's float64 values: its makespan must
+    stay below 2^53 ps (every integer up to 2^53 is a float64)."""
+    if pr.makespan_ps < 2**53:
+        return
+    totals = _time_by_cause(stages)
+    worst = max(totals, key=totals.get)
+    raise ConfigError("the run's simulated time is too long to report exactly", file=source, key=STAGE_KEYS[worst],
+                      expected="a makespan below 2^53 ps (about 2.5 hours)",
+                      found=f"{pr.makespan_ps:.4g} ps, {totals[worst]:.3g} ps of it from the {worst}",
+                      suggestion="check the units of these keys, or simulate fewer frames")
+
+
+def steady_interval_ps(frame_done: list[int], rerun: Callable[[list[int]], list[int]], s_n: int) -> float:
+    """The chip's free-running interval between frames: the mean completion interval of the
+    workload's frames sent back to back (a single frame is sent twice). ``frame_done`` are the
+    completion stamps of a free-running run of all frames, or None to ask ``rerun``."""
+    if s_n == 1:
+        done = rerun([0, 0])
+    else:
+        done = frame_done if frame_done is not None else rerun(list(range(s_n)))
+    return (done[-1] - done[0]) / (len(done) - 1)
+
+
 def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Report:
     """Replay the workload's spike trace on the hardware and return the full report."""
     t0 = time.perf_counter()
     gkey = check_graph_once(wl, wl.layers, wl.input_shape)  # a Workload built in memory may not have been checked
+    require_fit(hw, wl)
 
     def tick(stage: str) -> None:
         if progress is not None:
@@ -75,73 +161,87 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
     tick("core")
     cp = core_plan(hw, wl, sp, lp.payload_bits, graph=gkey)
     tick("engine")
-    s_n, t_n = wl.samples, wl.time_steps
+    s_n = wl.samples
     n_pk = sp.rows * sp.packets_per_row
     frame_ps = us_to_ps(hw["sensor"]["frame_period_us"])
-    release = np.zeros((s_n, sp.rows), np.int64)
-    release[:, 0] = np.arange(s_n, dtype=np.int64) * frame_ps
-    stages = [
-        StageSpec.make("sensor", np.full(s_n * sp.rows, sp.row_time_ps), produce=np.full(s_n * sp.rows, sp.packets_per_row),
-                       release_ps=release.reshape(-1)),
-        StageSpec.make("link", lp.service_ps.reshape(-1), consume=np.ones(s_n * n_pk), produce=np.ones(s_n * n_pk)),
-        StageSpec.make("core", (cp.tx_cycles * cp.period_ps).reshape(-1), consume=np.tile(cp.tx_consume, s_n)),
-    ]
-    caps = [hw["sensor"]["line_buffer_lines"], hw["link"]["output_fifo_packets"]]
+    stages = pipeline_stages(sp, lp, cp, list(range(s_n)), frame_ps, hw.source)
+    caps = fifo_capacities(hw, sp)
+    check_time_budget(stages, hw.source)
     pr = run_pipeline(stages, caps)
-    tick("report")
+    check_exact_time(stages, pr, hw.source)
 
     n_tx = cp.tx_cycles.shape[1]
+
+    def last_done(result, n: int) -> list[int]:
+        """Completion stamp of each of ``n`` frames: the core's last transaction (or the link's)."""
+        if n_tx:
+            return result.done_ps[2].reshape(n, n_tx)[:, -1].tolist()
+        return result.done_ps[1].reshape(n, n_pk)[:, -1].tolist()
+
+    def rerun(frames: list[int]) -> list[int]:
+        return last_done(run_pipeline(pipeline_stages(sp, lp, cp, frames, 0, hw.source), caps), len(frames))
+
+    frame_done = last_done(pr, s_n)
+    interval = steady_interval_ps(frame_done if frame_ps == 0 else None, rerun, s_n)
+    tick("report")
     frame_start = pr.start_ps[0].reshape(s_n, sp.rows)[:, 0]
-    frame_done = pr.done_ps[2].reshape(s_n, n_tx)[:, -1] if n_tx else pr.done_ps[1].reshape(s_n, n_pk)[:, -1]
     link_done = pr.done_ps[1].reshape(s_n, n_pk)[:, -1]
     sensor_done = pr.done_ps[0].reshape(s_n, sp.rows)[:, -1]
 
     records: list = []
     add = records.append
-    sensor_layer = sp.layer or "-"
-    # sensor: the same action counts for every frame, its own readout time
+    # the sensor's readout and the link carry the first layer: its input (a conventional frame) or
+    # its output spikes (P2M); their actions and energy are that layer's, for both sensor kinds
+    first = wl.layers[0].name
     s_energy = sensor_energy_pj(sp, hw.energy)
     per_frame = [(a, float(n), "count") for a, n in sp.actions.items()]
     per_frame += [(f"energy.{a}", pj, "pJ") for a, (_entry, _n, pj) in s_energy.items()]
     readout = (sensor_done - frame_start).tolist()
     for s in range(s_n):
         for metric, value, unit in per_frame:
-            add(Record(s, sensor_layer, None, "sensor", metric, value, unit))
-        add(Record(s, sensor_layer, None, "sensor", "readout_ps", float(readout[s]), "ps"))
+            add(Record(s, first, None, "sensor", metric, value, unit))
+        add(Record(s, first, None, "sensor", "readout_ps", float(readout[s]), "ps"))
     # link, per step of the spike rows it carries (a conventional frame has no steps)
     p2m = sp.kind == "p2m"
-    link_steps = np.arange(t_n if p2m else 1)
-    in_step = (lp.step[None, :] == link_steps[:, None]) if p2m else np.ones((1, n_pk), bool)  # (steps, packets)
-    sel = in_step.T.astype(np.int64)
-    payload = (lp.payload_bits @ sel).tolist()
-    wire = (8 * lp.wire_bytes @ sel).tolist()
-    packets = in_step.sum(axis=1).tolist()
+    n_steps = wl.time_steps if p2m else 1  # a conventional frame's packets all carry step 0
+    payload = sp.per_step(lp.payload_bits, n_steps).tolist()
+    wire = sp.per_step(8 * lp.wire_bytes, n_steps).tolist()
+    packets = np.bincount(sp.packet_step, minlength=n_steps).tolist()
     bursts = lp.bursts.sum(axis=1).tolist()
     burst_time = lp.burst_ps.sum(axis=1).tolist()
     for s in range(s_n):
-        for t in range(len(link_steps)):
+        for t in range(n_steps):
             step = t if p2m else None
-            add(Record(s, sensor_layer, step, "link", "payload_bits", float(payload[s][t]), "bit"))
-            add(Record(s, sensor_layer, step, "link", "wire_bits", float(wire[s][t]), "bit"))
-            add(Record(s, sensor_layer, step, "link", "packets", float(packets[t]), "count"))
-        add(Record(s, sensor_layer, None, "link", "bursts", float(bursts[s]), "count"))
-        add(Record(s, sensor_layer, None, "link", "hs_burst_ps", float(burst_time[s]), "ps"))
+            add(Record(s, first, step, "link", "payload_bits", float(payload[s][t]), "bit"))
+            add(Record(s, first, step, "link", "wire_bits", float(wire[s][t]), "bit"))
+            add(Record(s, first, step, "link", "packets", float(packets[t]), "count"))
+        add(Record(s, first, None, "link", "bursts", float(bursts[s]), "count"))
+        add(Record(s, first, None, "link", "hs_burst_ps", float(burst_time[s]), "ps"))
     # core, per layer and step
     records += core_records(hw, cp.layer_names, cp.counters)
     # activity of every spiking layer (sensor layer included)
     records.append(activity_records(wl))
 
     makespan_ps = int(pr.makespan_ps)
-    records += system_records(hw, [int(x) for x in 8 * lp.wire_bytes.sum(axis=1)],
+    timing = frame_timing(frame_ps, interval, makespan_ps)
+    records += system_records(hw, first, [int(x) for x in 8 * lp.wire_bytes.sum(axis=1)],
                               [int(x) for x in lp.bursts.sum(axis=1)], [int(x) for x in frame_start],
-                              [int(x) for x in frame_done], [int(x) for x in link_done], pr)
+                              frame_done, [int(x) for x in link_done], pr, timing)
     meta = run_meta(hw, wl, sp.kind, sp.layer, sp.details,
                     {"encoding": lp.encoding, "bits_per_event": lp.bits_per_event, "ui_ps": lp.ui_ps,
                      "conventional_payload_bits_per_frame": lp.conventional_bits_per_frame,
                      "conventional_wire_bits_per_frame": raw_frame_wire_bits(hw, wl)},
-                    cp.details, makespan_ps, pr.names, caps)
+                    cp.details, timing, pr.names, caps)
     tick("done")
     return Report.build(meta, records)
+
+
+def frame_timing(frame_ps: int, interval_ps: float, makespan_ps: int) -> dict:
+    """The run's rate figures: the steady-state interval between frames is the trigger period when
+    the chip keeps up with it, the chip's own free-running interval (its bottleneck) otherwise."""
+    keeps_up = None if frame_ps == 0 else interval_ps <= frame_ps
+    return {"makespan_ps": makespan_ps, "trigger_period_ps": frame_ps, "bottleneck_interval_ps": interval_ps,
+            "frame_interval_ps": float(max(frame_ps, interval_ps)), "keeps_up_with_trigger": keeps_up}
 
 
 def activity_records(wl: Workload) -> RecordBlock:
@@ -154,19 +254,21 @@ def activity_records(wl: Workload) -> RecordBlock:
                        components=["activity", "activity"], units=["count", "count"], values=values)
 
 
-def system_records(hw: Hardware, wire_bits: list[int], bursts: list[int], frame_start: list[int],
-                   frame_done: list[int], link_done: list[int], pr) -> list[Record]:
-    """Per-frame link energy, static energy and timing records, and per-stage utilisation."""
+def system_records(hw: Hardware, first: str, wire_bits: list[int], bursts: list[int], frame_start: list[int],
+                   frame_done: list[int], link_done: list[int], pr, timing: dict) -> list[Record]:
+    """Per-frame link energy (the first layer's, like the link's other records), static energy
+    (each component's static power over one steady-state frame interval, apart from every layer),
+    timing records, and per-stage utilisation."""
     s_n = len(wire_bits)
-    makespan_ps = int(pr.makespan_ps)
     mw_ps_to_pj = 1e-3  # 1 mW for 1 ps = 1e-15 J
-    static_pj = {c: hw.energy.mw(f"{c}.static_power") * makespan_ps * mw_ps_to_pj for c in ("sensor", "link", "core")}
+    interval = timing["frame_interval_ps"]
+    static_pj = {c: hw.energy.mw(f"{c}.static_power") * interval * mw_ps_to_pj for c in ("sensor", "link", "core")}
     out = []
     for s in range(s_n):
-        out.append(Record(s, "-", None, "link", "energy.bit", float(wire_bits[s]) * hw.energy.pj("link.bit"), "pJ"))
-        out.append(Record(s, "-", None, "link", "energy.burst", float(bursts[s]) * hw.energy.pj("link.burst"), "pJ"))
+        out.append(Record(s, first, None, "link", "energy.bit", float(wire_bits[s]) * hw.energy.pj("link.bit"), "pJ"))
+        out.append(Record(s, first, None, "link", "energy.burst", float(bursts[s]) * hw.energy.pj("link.burst"), "pJ"))
         for c in ("sensor", "link", "core"):
-            out.append(Record(s, "-", None, c, "energy.static", static_pj[c] / s_n, "pJ"))
+            out.append(Record(s, "-", None, c, "energy.static", static_pj[c], "pJ"))
         out.append(Record(s, "-", None, "system", "latency_ps", float(frame_done[s] - frame_start[s]), "ps"))
         out.append(Record(s, "-", None, "system", "frame_start_ps", float(frame_start[s]), "ps"))
         out.append(Record(s, "-", None, "system", "frame_done_ps", float(frame_done[s]), "ps"))
@@ -178,7 +280,7 @@ def system_records(hw: Hardware, wire_bits: list[int], bursts: list[int], frame_
 
 
 def run_meta(hw: Hardware, wl: Workload, sensor_kind: str, sensor_layer: str | None, sensor_details: dict,
-             link_details: dict, core_details: dict, makespan_ps: int, stages: list[str], caps: list[int]) -> dict:
+             link_details: dict, core_details: dict, timing: dict, stages: list[str], caps: list[int]) -> dict:
     """The report's metadata: configuration, workload, energy table and the derived parameters."""
     return {
         "snnsim_version": __version__,
@@ -192,7 +294,7 @@ def run_meta(hw: Hardware, wl: Workload, sensor_kind: str, sensor_layer: str | N
         "sensor": {"kind": sensor_kind, **sensor_details},
         "link": link_details,
         "core": core_details,
-        "engine": {"makespan_ps": makespan_ps, "stages": stages,
+        "engine": {**timing, "stages": stages,
                    "fifo_capacity": {"sensor->link": caps[0], "link->core": caps[1]}},
         "energy_sources": energy_sources(hw, sensor_kind),
         "neurobench_ops": neurobench_meta(wl),

@@ -35,11 +35,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import MappingError
+from ..errors import ConfigError, MappingError, SnnsimError
 from ..units import period_ps as period_ps_exact
 from ..workload.graph import Layer, graph_key
 from ..workload.trace import Workload
-from .memory import dram_cycles, memory_plan
+from .memory import dram_cycles, memory_plan, tilings
 from .sensor import SensorPlan, quad_side
 from .spikes import form_work, window_taps
 
@@ -102,6 +102,40 @@ def plane_geometry(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return plane, width, plane // width
 
 
+def core_problems(hw, wl: Workload, first: int) -> list[SnnsimError]:
+    """Every reason the core cannot run the layers from ``first`` on (empty when they fit): a core
+    layer reading the analog input behind a P2M sensor, an encoding layer that is not a conv2d or
+    asks for more input bits than the link carries, weights wider than the weight SRAM's, and
+    buffers too small to tile a layer into."""
+    cfg = hw["core"]
+    out: list[SnnsimError] = []
+    p2m = hw["sensor"]["kind"] == "p2m"
+    for layer in wl.layers[first:]:
+        key = f"layers.{layer.name}"
+        if "input" in layer.inputs:
+            if p2m:
+                out.append(MappingError("with a P2M sensor only the in-pixel layer may read the analog input",
+                                        file=wl.source, key=f"{key}.inputs",
+                                        expected="spiking inputs (the core never sees the raw frame)",
+                                        found=f"{layer.inputs}",
+                                        suggestion="use a conventional sensor: --set sensor.kind=conventional"))
+            elif layer.op != "conv2d":
+                out.append(MappingError("the core runs a direct-encoded first layer only as conv2d", file=wl.source,
+                                        key=f"{key}.op", expected="conv2d", found=layer.op))
+            elif cfg["input_bits"] > hw["link"]["raw_bits"]:
+                out.append(ConfigError("the encoding layer reads more bits per input than the link carries",
+                                       file=hw.source, key="core.input_bits",
+                                       expected=f"<= link.raw_bits ({hw['link']['raw_bits']})",
+                                       found=str(cfg["input_bits"]),
+                                       suggestion=f"--set core.input_bits={hw['link']['raw_bits']}"))
+        elif layer.op in ("conv2d", "conv3d", "linear") and layer.weight_bits > cfg["weight_bits"]:
+            out.append(MappingError("the core stores weights of fewer bits than this layer needs", file=wl.source,
+                                    key=f"{key}.weight_bits", expected=f"<= {cfg['weight_bits']} "
+                                    f"({hw.source}: core.weight_bits)", found=str(layer.weight_bits),
+                                    suggestion=f"--set core.weight_bits={layer.weight_bits}"))
+    return out + tilings(hw, wl.layers[first:])[4]
+
+
 def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarray,
               graph: tuple | None = None) -> CorePlan:
     """Count the core's work for every layer, step and sample, and cut it into transactions.
@@ -113,9 +147,6 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     v = cfg["vector_width"]
     mem_bits = cfg["membrane_bits"]
     period_ps = round(period_ps_exact(cfg["clock_mhz"]))
-    if period_ps < 1:
-        raise MappingError("core clock too fast for picosecond time", file=hw.source, key="core.clock_mhz",
-                           expected="<= 1,000,000 MHz", found=str(cfg["clock_mhz"]))
     first = 1 if sensor.kind == "p2m" else 0
     layers = wl.layers[first:]
     names = [la.name for la in layers]
@@ -139,22 +170,10 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     encoding: list[tuple[int, Layer]] = []
     statics = _layer_statics(wl, first, graph)
     for li, (layer, st) in enumerate(zip(layers, statics, strict=True)):
-        key = f"layers.{layer.name}"
         per_layer["dense_macs"][li] = st.dense_macs
         if st.encoding:
-            if sensor.kind != "conventional":
-                raise MappingError("with a P2M sensor only the in-pixel layer may read the analog input",
-                                   file=wl.source, key=f"{key}.inputs",
-                                   expected="spiking inputs (the core never sees the raw frame)",
-                                   found=f"{layer.inputs}",
-                                   suggestion="use a conventional sensor: --set sensor.kind=conventional")
             encoding.append((li, layer))
         elif st.taps is not None:  # a flatten (no taps) relabels its input's neurons: no reads, no work
-            if st.weighted and layer.weight_bits > cfg["weight_bits"]:
-                raise MappingError("the core stores weights of fewer bits than this layer needs", file=wl.source,
-                                   key=f"{key}.weight_bits", expected=f"<= {cfg['weight_bits']} "
-                                   f"({hw.source}: core.weight_bits)", found=str(layer.weight_bits),
-                                   suggestion=f"--set core.weight_bits={layer.weight_bits}")
             groups = vector_ops_per_tap(st.c_group, v, mp.tile_channels[li])
             w_bits = layer.weight_bits if st.weighted else 0
             # scatter: every update is a read-modify-write of a membrane (an OR of spikes has none);
@@ -185,8 +204,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
             spk[e], work[e] = row_spk.sum(axis=2), row_work.sum(axis=2)
             pkt_ops += (row_work * groups).transpose(0, 2, 1).reshape(s_n, n_packets)
             fed_ops[:, li, :] += work[e] * groups
-            in_step = (sensor.packet_step[:, None] == np.arange(t_n)[None, :]).astype(np.int64)
-            cnt["input_buffer_read_bits"][:, li, :] += link_payload_bits @ in_step
+            cnt["input_buffer_read_bits"][:, li, :] += sensor.per_step(link_payload_bits, t_n)
         else:
             spk[e], work[e] = form_work(form, taps)
     if n_e:
@@ -226,7 +244,9 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     pkt_cycles = np.maximum(pkt_ops, 1)
     # one pass per (layer, step): what was not done on arrival, the fire pass, the pipeline fill,
     # stretched by DRAM transfers the compute cannot hide
-    compute = cnt["vector_ops"] - fed_ops + cnt["fire_ops"] + cfg["pipeline_depth"]
+    # a flatten pass does no work, so it fills no pipeline
+    fill = cfg["pipeline_depth"] * np.array([la.op != "flatten" for la in layers], np.int64)[None, :, None]
+    compute = cnt["vector_ops"] - fed_ops + cnt["fire_ops"] + fill
     if serial > 1:
         # encoding-layer work not done on arrival takes input_bits cycles per vector op too
         compute += (serial - 1) * (cnt["vector_ops"] - fed_ops) * _is_encoding(layers)[None, :, None]
@@ -236,7 +256,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     cnt["compute_cycles"] = compute.copy()
     cnt["cycles"] = passes.copy()
     if layers and n_packets:
-        on_arrival = pkt_cycles @ (sensor.packet_step[:, None] == np.arange(t_n)[None, :]).astype(np.int64)
+        on_arrival = sensor.per_step(pkt_cycles, t_n)
         cnt["cycles"][:, 0, :] += on_arrival
         cnt["compute_cycles"][:, 0, :] += on_arrival
     # one transaction per pass, in the loop order
@@ -332,9 +352,6 @@ def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops:
     """A direct-encoded first layer on the core: multi-bit MACs over the in-bounds part of each
     window (padding is not multiplied), an output row computed as soon as the photodiode line
     holding its last input row has arrived."""
-    if layer.op != "conv2d":
-        raise MappingError("the core runs a direct-encoded first layer only as conv2d", file=wl.source,
-                           key=f"layers.{layer.name}.op", expected="conv2d", found=layer.op)
     c_in, h, w = layer.in_shape
     c_o, h_o, w_o = layer.out_shape
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
@@ -342,7 +359,7 @@ def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops:
     rows_valid = axis_taps_out(h, kh, sh, ph, h_o)  # in-bounds kernel rows per output row
     cols_valid = int(axis_taps_out(w, kw, sw, pw, w_o).sum())  # in-bounds kernel columns over a row
     q = quad_side(hw["sensor"]["photodiodes_per_pixel"], hw.source)
-    in_bits = hw["link"]["raw_bits"]
+    in_bits = hw["core"]["input_bits"]  # each raw sample enters the input buffer as input_bits MSBs
     chunks = vector_ops_per_tap(c_o_g, v, tile)
     for y in range(h_o):
         taps = int(rows_valid[y]) * cols_valid  # (window element, output position) pairs in bounds

@@ -94,6 +94,32 @@ def step_tag_bytes(steps: int, cfg: dict) -> int:
     return 0 if steps <= USER_DATA_TYPES << cfg["virtual_channel_bits"] else 2
 
 
+def _word_count_error(hw, nbytes: int, what: str) -> MappingError:
+    return MappingError("a line exceeds the 16-bit CSI-2 word count", file=hw.source, key="link",
+                        expected="at most 65535 payload bytes per packet", found=f"{nbytes} bytes ({what})",
+                        suggestion="a narrower image or fewer in-pixel channels" if what != "aer" else
+                        "--set link.encoding=bitmap")
+
+
+def link_problems(hw, wl) -> list[MappingError]:
+    """Lines longer than a CSI-2 packet can carry, known from the shapes alone: a RAW line, or a
+    bitmap spike row (an AER row's length depends on its spikes: :func:`link_plan` checks it)."""
+    cfg, scfg = hw["link"], hw["sensor"]
+    if len(wl.input_shape) != 3:
+        return []
+    if scfg["kind"] == "conventional":
+        q = math.isqrt(scfg["photodiodes_per_pixel"])
+        nbytes = (wl.input_shape[2] * q * cfg["raw_bits"] + 7) // 8
+        what = "raw"
+    elif cfg["encoding"] == "bitmap" and len(wl.layers[0].out_shape) == 3:
+        c_o, _h_o, w_o = wl.layers[0].out_shape
+        nbytes = (w_o * c_o + 7) // 8 + step_tag_bytes(wl.time_steps, cfg)
+        what = "bitmap"
+    else:
+        return []
+    return [_word_count_error(hw, nbytes, what)] if nbytes > 65535 else []
+
+
 def link_plan(hw, wl, sensor: SensorPlan) -> LinkPlan:
     """Packetise every frame the sensor sends and time each packet on the link."""
     cfg = hw["link"]
@@ -125,9 +151,9 @@ def link_plan(hw, wl, sensor: SensorPlan) -> LinkPlan:
             raise MappingError("unknown link encoding", key="link.encoding", expected="bitmap or aer",
                                found=encoding)
     wc = (bits + 7) // 8 + tag
+    bits = bits + 8 * tag  # the payload carries the step prefix too
     if np.any(wc > 65535):
-        raise MappingError("a line exceeds the 16-bit CSI-2 word count", file=hw.source, key="link",
-                           expected="at most 65535 payload bytes per packet", found=f"{int(wc.max())} bytes")
+        raise _word_count_error(hw, int(wc.max()), encoding)
     long_bytes = wc + HEADER_BYTES + FOOTER_BYTES
     b_long = burst_ps(long_bytes, cfg)
     b_short = int(burst_ps(SHORT_PACKET_BYTES, cfg))

@@ -127,6 +127,56 @@ class _Traffic:
 
 
 
+def tilings(hw, layers: list[Layer]) -> tuple[list[int], list[int], list[int], list[int], list[MappingError]]:
+    """How each layer is cut to fit the buffers: (weight tiles, output channels per tile (0 =
+    untiled), membrane row tiles, output rows per tile), and every layer that cannot be cut small
+    enough (one output channel's weights or one output row's membranes larger than its buffer)."""
+    cfg = hw["core"]
+    n_l = len(layers)
+    weight_tiles, tile_channels, row_tiles, rows_per_tile = [1] * n_l, [0] * n_l, [1] * n_l, [0] * n_l
+    problems: list[MappingError] = []
+    cap_w = cfg["weight_sram_kib"] * KIB_BITS
+    for i, la in enumerate(layers):
+        bits = weight_bits(la)
+        if bits <= cap_w:
+            continue
+        per_channel = bits // la.out_shape[0]
+        if per_channel > cap_w or la.groups != 1:
+            need = math.ceil(per_channel / KIB_BITS) if la.groups == 1 else math.ceil(bits / KIB_BITS)
+            problems.append(MappingError(
+                "a layer's weights cannot be tiled into the weight SRAM", file=hw.source, key="core.weight_sram_kib",
+                expected=f">= {need} KiB for layer {la.name} (one output channel's weights"
+                f"{'' if la.groups == 1 else ', grouped layers are not tiled'})",
+                found=f"{cfg['weight_sram_kib']:g} KiB", suggestion=f"--set core.weight_sram_kib={need}"))
+            continue
+        # output channels in tiles that fit; each tile re-reads the layer's input spikes
+        per_tile = int(cap_w // per_channel)
+        weight_tiles[i] = math.ceil(la.out_shape[0] / per_tile)
+        tile_channels[i] = per_tile
+    if cfg["loop_order"] == "time_inner":
+        # one layer at a time: a layer whose membranes do not fit runs in tiles of output rows,
+        # each tile taking all steps; the tiles re-read the input rows their windows overlap
+        cap_m = cfg["membrane_sram_kib"] * KIB_BITS
+        for i, la in enumerate(layers):
+            bits = membrane_bits_of(la, cfg["membrane_bits"])
+            if bits <= cap_m:
+                continue
+            c, *sp = la.out_shape
+            rows = sp[-2] if len(sp) >= 2 else 1
+            row_bits = bits // rows
+            per_tile = int(cap_m // row_bits)
+            if per_tile < 1:
+                need = math.ceil(row_bits / KIB_BITS)
+                problems.append(MappingError(
+                    "one output row's membranes do not fit in the membrane SRAM", file=hw.source,
+                    key="core.membrane_sram_kib", expected=f">= {need} KiB for layer {la.name}",
+                    found=f"{cfg['membrane_sram_kib']:g} KiB", suggestion=f"--set core.membrane_sram_kib={need}"))
+                continue
+            row_tiles[i] = math.ceil(rows / per_tile)
+            rows_per_tile[i] = per_tile
+    return weight_tiles, tile_channels, row_tiles, rows_per_tile, problems
+
+
 def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int) -> MemoryPlan:
     """Place weights, membranes and spike maps of one frame; count DRAM and buffer traffic."""
     cfg = hw["core"]
@@ -134,7 +184,6 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
     n_l = len(layers)
     dram_read, dram_write, weight_load, first_only = (_Traffic(n_l) for _ in range(4))
     sram_write, sram_read, line_buffer, saved = (_Traffic(n_l) for _ in range(4))
-    weight_tiles, tile_channels, row_tiles, rows_per_tile = [1] * n_l, [0] * n_l, [1] * n_l, [0] * n_l
     index = {la.name: i for i, la in enumerate(layers)}
     consumers: dict[str, list[str]] = {}
     for la in layers:
@@ -142,24 +191,11 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
             consumers.setdefault(src, []).append(la.name)
     time_inner = cfg["loop_order"] == "time_inner"
 
-    # --- weights
+    weight_tiles, tile_channels, row_tiles, rows_per_tile, problems = tilings(hw, layers)
+    if problems:
+        raise problems[0]
     w = [weight_bits(la) for la in layers]
     cap_w = cfg["weight_sram_kib"] * KIB_BITS
-    for i, (la, bits) in enumerate(zip(layers, w, strict=True)):
-        if bits <= cap_w:
-            continue
-        per_channel = bits // la.out_shape[0]
-        if per_channel > cap_w or la.groups != 1:
-            need = math.ceil(per_channel / KIB_BITS) if la.groups == 1 else math.ceil(bits / KIB_BITS)
-            raise MappingError("a layer's weights cannot be tiled into the weight SRAM", file=hw.source,
-                               key="core.weight_sram_kib",
-                               expected=f">= {need} KiB for layer {la.name} (one output channel's weights"
-                               f"{'' if la.groups == 1 else ', grouped layers are not tiled'})",
-                               found=f"{cfg['weight_sram_kib']:g} KiB", suggestion=f"--set core.weight_sram_kib={need}")
-        # output channels in tiles that fit; each tile re-reads the layer's input spikes
-        per_tile = int(cap_w // per_channel)
-        weight_tiles[i] = math.ceil(la.out_shape[0] / per_tile)
-        tile_channels[i] = per_tile
     weights_resident = sum(w) <= cap_w
     for i, bits in enumerate(w):
         if not bits:
@@ -177,24 +213,7 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
     m = [membrane_bits_of(la, mem_bits) for la in layers]
     cap_m = cfg["membrane_sram_kib"] * KIB_BITS
     spill = 0
-    if time_inner:
-        # one layer at a time: a layer whose membranes do not fit runs in tiles of output rows,
-        # each tile taking all steps; the tiles re-read the input rows their windows overlap
-        for i, (la, bits) in enumerate(zip(layers, m, strict=True)):
-            if bits <= cap_m:
-                continue
-            c, *sp = la.out_shape
-            rows = sp[-2] if len(sp) >= 2 else 1
-            row_bits = bits // rows
-            per_tile = int(cap_m // row_bits)
-            if per_tile < 1:
-                need = math.ceil(row_bits / KIB_BITS)
-                raise MappingError("one output row's membranes do not fit in the membrane SRAM", file=hw.source,
-                                   key="core.membrane_sram_kib", expected=f">= {need} KiB for layer {la.name}",
-                                   found=f"{cfg['membrane_sram_kib']:g} KiB", suggestion=f"--set core.membrane_sram_kib={need}")
-            row_tiles[i] = math.ceil(rows / per_tile)
-            rows_per_tile[i] = per_tile
-    else:
+    if not time_inner:
         # every layer keeps its membranes across steps; the buffer is filled in layer order and the
         # layers that find no room spill
         free = int(cap_m)
@@ -313,21 +332,38 @@ def _read_bits(reader: Layer, src: Layer, per_step: int, plan: MemoryPlan, r: in
 
 
 def _readers(name: str, consumers: dict[str, list[str]], index: dict[str, int], layers: list[Layer]) -> list[int]:
-    """Layers that read a map: its consumers, looking through flatten (a relabelling) to theirs."""
-    out = []
-    for c in consumers.get(name, []):
-        if layers[index[c]].op == "flatten":
-            out += _readers(c, consumers, index, layers) or [index[c]]
-        else:
+    """Layers that read a map: its consumers, looking through flatten (a relabelling) to theirs
+    (a flatten no one reads counts as the reader). Iterative: a chain of thousands of flattens
+    must not exhaust Python's stack."""
+    out: list[int] = []
+    stack = list(reversed(consumers.get(name, [])))
+    while stack:
+        c = stack.pop()
+        if layers[index[c]].op != "flatten":
             out.append(index[c])
+            continue
+        below = consumers.get(c, [])
+        if not below:
+            out.append(index[c])
+        stack += reversed(below)
     return out
 
 
 def dram_cycles(bits: np.ndarray, hw, period_ps: int) -> np.ndarray:
-    """Core cycles to move ``bits`` at the DRAM bandwidth (rounded up)."""
+    """Core cycles to move ``bits`` at the DRAM bandwidth: ceil(bits / bits per cycle), exactly.
+
+    The bandwidth is the decimal it was written as, so its fraction can have a large numerator and
+    denominator (1.2345678901234567 GB/s has a denominator of 10^16): the product is taken in
+    Python integers, once per distinct bit count (a pass moves one of a few sizes)."""
     p, q = _bits_per_cycle(hw["dram"]["bandwidth_gbytes_per_s"], period_ps)
     b = np.asarray(bits, dtype=np.int64)
-    return (b * q + p - 1) // p  # ceil(bits / per_cycle) in integers
+    uniq, inv = np.unique(b, return_inverse=True)
+    cycles = [-(-int(x) * q // p) for x in uniq.tolist()]
+    if cycles and cycles[-1] >= 2**62:
+        raise MappingError("DRAM transfers take more cycles than the model can count", file=hw.source,
+                           key="dram.bandwidth_gbytes_per_s", expected="a bandwidth that moves a pass's "
+                           "bits in fewer than 2^62 core cycles", found=f"{hw['dram']['bandwidth_gbytes_per_s']!r} GB/s")
+    return np.asarray(cycles, np.int64)[inv].reshape(b.shape)
 
 
 @functools.lru_cache(maxsize=256)

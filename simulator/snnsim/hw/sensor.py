@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, MappingError
+from ..errors import ConfigError, MappingError, SnnsimError
 from ..units import ceil_ps, ns_to_ps, period_ps
 from ..workload.graph import Layer
 from ..workload.trace import Workload
@@ -57,25 +57,56 @@ class SensorPlan:
     details: dict[str, float] = field(default_factory=dict)
     layer: str | None = None  # the network layer computed in the sensor (P2M) or None
 
+    def per_step(self, values: np.ndarray, n_steps: int) -> np.ndarray:
+        """(samples, packets) -> (samples, steps): each packet's value added to the step it
+        carries, exactly in int64 and in memory linear in packets (no packets x steps matrix)."""
+        out = np.zeros((values.shape[0], n_steps), np.int64)
+        np.add.at(out.T, self.packet_step, np.asarray(values, np.int64).T)
+        return out
 
-def _check_image(hw_source: str, cfg: dict, wl: Workload) -> tuple[int, int, int]:
+
+# input channels each colour filter arrangement delivers: a monochrome pixel is one photodiode; a
+# Bayer-type quad (RGGB 2x2, nona 3x3, quad Bayer 4x4) has red, green and blue photodiodes
+COLOUR_CHANNELS = {1: 1, 4: 3, 9: 3, 16: 3}
+COLOUR_NAMES = {1: "monochrome", 4: "Bayer RGGB", 9: "nona-Bayer (3x3)", 16: "quad-Bayer (4x4)"}
+
+
+def image_problems(hw_source: str, cfg: dict, wl: Workload) -> list[SnnsimError]:
+    """What keeps the trace's input from being this array's image: its rank, its size, and the
+    colour model (the photodiodes of a pixel must deliver the trace's input channels)."""
     shape = wl.input_shape
     if len(shape) != 3:
-        raise MappingError("the sensor needs an image input", file=wl.source, key="manifest.input.shape",
-                           expected="[channels, height, width]", found=str(list(shape)))
+        return [MappingError("the sensor needs an image input", file=wl.source, key="manifest.input.shape",
+                             expected="[channels, height, width]", found=str(list(shape)))]
+    out: list[SnnsimError] = []
     c, h, w = shape
     if h > cfg["pixel_rows"] or w > cfg["pixel_cols"]:
-        raise MappingError("image larger than the pixel array", file=wl.source, key="input",
-                           expected=f"at most {cfg['pixel_rows']} x {cfg['pixel_cols']} pixels "
-                           f"(sensor.pixel_rows x sensor.pixel_cols in {hw_source})",
-                           found=f"{h} x {w}",
-                           suggestion=f"--set sensor.pixel_rows={h} --set sensor.pixel_cols={w}")
-    return c, h, w
+        out.append(MappingError("image larger than the pixel array", file=wl.source, key="input",
+                                expected=f"at most {cfg['pixel_rows']} x {cfg['pixel_cols']} pixels "
+                                f"(sensor.pixel_rows x sensor.pixel_cols in {hw_source})",
+                                found=f"{h} x {w}",
+                                suggestion=f"--set sensor.pixel_rows={h} --set sensor.pixel_cols={w}"))
+    pd = cfg["photodiodes_per_pixel"]
+    if math.isqrt(pd) ** 2 != pd:
+        out.append(ConfigError("photodiodes per pixel must be a square (1 mono, 4 RGGB)", file=hw_source,
+                               key="sensor.photodiodes_per_pixel", expected="1, 4, 9 or 16", found=str(pd)))
+    elif COLOUR_CHANNELS.get(pd) != c:
+        fix = {1: 1, 3: 4}.get(c)
+        out.append(MappingError(
+            "the sensor's colour model does not match the trace's input channels", file=hw_source,
+            key="sensor.photodiodes_per_pixel",
+            expected=f"{'1 (monochrome)' if c == 1 else '4 (Bayer RGGB), 9 or 16' if c == 3 else 'a colour model'} "
+            f"for the {c}-channel input of {wl.source}",
+            found=f"{pd} ({COLOUR_NAMES.get(pd, 'no colour model')}: "
+            f"{COLOUR_CHANNELS.get(pd, '?')} channels)",
+            suggestion=f"--set sensor.photodiodes_per_pixel={fix}" if fix else
+            "an image sensor delivers 1 (monochrome) or 3 (colour) channels"))
+    return out
 
 
 def conventional_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
     """Rolling-shutter raw readout of the image's rows (windowed to the image if smaller)."""
-    _, h, w = _check_image(hw_source, cfg, wl)
+    _, h, w = wl.input_shape
     q = quad_side(cfg["photodiodes_per_pixel"], hw_source)
     rows, cols = h * q, w * q
     conv_ps = cfg["cds_ramps"] * (2 ** cfg["adc_bits"]) * period_ps(cfg["adc_counter_clock_mhz"])
@@ -89,45 +120,56 @@ def conventional_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
     )
 
 
-def check_p2m_layer(cfg: dict, layer: Layer, wl: Workload, hw_source: str) -> None:
-    """The trace's layer 0 must be the convolution this pixel array implements in silicon."""
+def p2m_layer_problems(cfg: dict, layer: Layer, wl: Workload, hw_source: str) -> list[SnnsimError]:
+    """Every way the trace's layer 0 differs from the convolution this pixel array implements."""
     p = cfg["p2m"]
     key = f"layers.{layer.name}"
     if layer.op != "conv2d" or layer.inputs != ["input"]:
-        raise MappingError("a P2M sensor computes a conv2d on the image; layer 0 is not one", file=wl.source,
-                           key=key, expected="conv2d with inputs ['input']", found=f"{layer.op} on {layer.inputs}",
-                           suggestion="use a conventional sensor: --set sensor.kind=conventional")
+        return [MappingError("a P2M sensor computes a conv2d on the image; layer 0 is not one", file=wl.source,
+                             key=key, expected="conv2d with inputs ['input']", found=f"{layer.op} on {layer.inputs}",
+                             suggestion="use a conventional sensor: --set sensor.kind=conventional")]
+    out: list[SnnsimError] = []
     if layer.neuron is None:
-        raise MappingError("the in-pixel layer must spike (it needs a neuron)", file=wl.source, key=key,
-                           expected="a neuron on layer 0", found="none")
+        out.append(MappingError("the in-pixel layer must spike (it needs a neuron)", file=wl.source, key=key,
+                                expected="a neuron on layer 0", found="none"))
     want = {"kernel": (p["kernel"], p["kernel"]), "stride": (p["stride"], p["stride"]), "padding": (0, 0)}
     for what, value in want.items():
         if tuple(getattr(layer, what)) != value:
             hint = (f"--set sensor.p2m.{what}={getattr(layer, what)[0]}" if what != "padding" else
                     "in-pixel windows cannot be padded: re-export the model with padding 0")
-            raise MappingError(f"trace layer 0 {what} differs from the pixel array's", file=wl.source,
-                               key=f"{key}.{what}", expected=f"{list(value)} ({hw_source}: sensor.p2m)",
-                               found=str(list(getattr(layer, what))), suggestion=hint)
+            out.append(MappingError(f"trace layer 0 {what} differs from the pixel array's", file=wl.source,
+                                    key=f"{key}.{what}", expected=f"{list(value)} ({hw_source}: sensor.p2m)",
+                                    found=str(list(getattr(layer, what))), suggestion=hint))
     if layer.out_shape[0] != p["out_channels"]:
-        raise MappingError("trace layer 0 channels differ from the pixel array's", file=wl.source,
-                           key=f"{key}.out_shape", expected=f"{p['out_channels']} channels "
-                           f"({hw_source}: sensor.p2m.out_channels)", found=f"{layer.out_shape[0]} channels",
-                           suggestion=f"--set sensor.p2m.out_channels={layer.out_shape[0]}")
+        out.append(MappingError("trace layer 0 channels differ from the pixel array's", file=wl.source,
+                                key=f"{key}.out_shape", expected=f"{p['out_channels']} channels "
+                                f"({hw_source}: sensor.p2m.out_channels)", found=f"{layer.out_shape[0]} channels",
+                                suggestion=f"--set sensor.p2m.out_channels={layer.out_shape[0]}"))
     if layer.weight_bits > p["weight_bits"]:
-        raise MappingError("trace layer 0 needs more weight bits than the pixel transistors provide",
-                           file=wl.source, key=f"{key}.weight_bits",
-                           expected=f"<= {p['weight_bits']} ({hw_source}: sensor.p2m.weight_bits)",
-                           found=str(layer.weight_bits), suggestion=f"--set sensor.p2m.weight_bits={layer.weight_bits}")
+        out.append(MappingError("trace layer 0 needs more weight bits than the pixel transistors provide",
+                                file=wl.source, key=f"{key}.weight_bits",
+                                expected=f"<= {p['weight_bits']} ({hw_source}: sensor.p2m.weight_bits)",
+                                found=str(layer.weight_bits),
+                                suggestion=f"--set sensor.p2m.weight_bits={layer.weight_bits}"))
     if layer.groups != 1:
-        raise MappingError("in-pixel convolution cannot be grouped", file=wl.source, key=f"{key}.groups",
-                           expected="1", found=str(layer.groups))
+        out.append(MappingError("in-pixel convolution cannot be grouped", file=wl.source, key=f"{key}.groups",
+                                expected="1", found=str(layer.groups)))
+    return out
+
+
+def sensor_problems(hw, wl: Workload) -> list[SnnsimError]:
+    """Every mismatch between the trace and the configured sensor (empty when the trace fits)."""
+    cfg = hw["sensor"]
+    out = image_problems(hw.source, cfg, wl)
+    if cfg["kind"] == "p2m" and len(wl.input_shape) == 3:
+        out += p2m_layer_problems(cfg, wl.layers[0], wl, hw.source)
+    return out
 
 
 def p2m_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
-    """The in-pixel first layer: conversions, row activations and the T spike packets per row."""
-    _check_image(hw_source, cfg, wl)
+    """The in-pixel first layer: conversions, row activations and the T spike packets per row
+    (the trace fits the array: :func:`sensor_problems` is empty)."""
     layer = wl.layers[0]
-    check_p2m_layer(cfg, layer, wl, hw_source)
     p = cfg["p2m"]
     q = quad_side(cfg["photodiodes_per_pixel"], hw_source)
     c_o, h_o, w_o = layer.out_shape
@@ -161,7 +203,8 @@ def p2m_plan(cfg: dict, wl: Workload, hw_source: str) -> SensorPlan:
 
 
 def sensor_plan(hw, wl: Workload) -> SensorPlan:
-    """The plan of the configured sensor kind for this workload."""
+    """The plan of the configured sensor kind for this workload (which fits it:
+    :func:`snnsim.hw.fit.require_fit`)."""
     cfg = hw["sensor"]
     if cfg["kind"] == "p2m":
         return p2m_plan(cfg, wl, hw.source)

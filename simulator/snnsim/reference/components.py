@@ -343,7 +343,7 @@ def reference_link(hw, wl: Workload, sensor: SensorReference) -> LinkReference:
                 data_id = _USER_DATA_TYPE
             else:  # data type 0x30 + step % 8, virtual channel step // 8 (low 2 bits in the DI byte)
                 data_id = (((step // _USER_TYPES) & 0x3) << 6) | (_USER_DATA_TYPE + step % _USER_TYPES)
-            lines.append((step, row, data_id, payload, len(bits)))
+            lines.append((step, row, data_id, payload, len(bits) + (16 if needs_tag else 0)))
         frames.append(_frame(lines, cfg))
     return LinkReference(encoding, frames, bpe, conv_payload, conv_wire, float(Fraction(1000) / _exact(cfg["gbps_per_lane"])))
 
@@ -777,7 +777,8 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
         packet_cycles = [max(ops, 1) for ops in packet_ops[s]]  # at least one cycle to accept
         pass_cycles = []
         for li, t in passes:
-            compute = pass_ops[s][li][t] + cnt["fire_ops"][s][li][t] + depth
+            fill = 0 if layers[li].op == "flatten" else depth  # a flatten pass does no work
+            compute = pass_ops[s][li][t] + cnt["fire_ops"][s][li][t] + fill
             moved = cnt["dram_read_bits"][s][li][t] + cnt["dram_write_bits"][s][li][t]
             dram = math.ceil(Fraction(moved) / bits_per_ps / period)
             if hw["dram"]["double_buffered"]:
@@ -888,7 +889,7 @@ def _reference_encoding(hw, wl: Workload, layer, li: int, q: int, weight_tiles: 
     v, mem_bits = cfg["vector_width"], cfg["membrane_bits"]
     bit_serial = cfg["encoding_mode"] == "bit_serial"
     cycles_per_op = cfg["input_bits"] if bit_serial else 1
-    in_bits = hw["link"]["raw_bits"]
+    in_bits = cfg["input_bits"]  # a raw sample is kept as its input_bits most significant bits
     c_in, h, w = layer.in_shape
     c_o, h_o, w_o = layer.out_shape
     in_per_group, out_per_group = c_in // layer.groups, c_o // layer.groups
@@ -960,32 +961,47 @@ def simulate_reference(hw, wl: Workload) -> Report:
     n_pk = len(sen.packets)
     frame_ps = round(_exact(hw["sensor"]["frame_period_us"]) * 10**6)
 
-    sensor_release, sensor_produce = [], []
-    for s in range(s_n):
-        for r in range(sen.rows):
-            sensor_release.append(s * frame_ps if r == 0 else 0)
-            sensor_produce.append(sen.packets_per_row)
-    link_service = [p.service_ps for s in range(s_n) for p in lnk.packets[s]]
-    core_service = [c * core.period_ps for s in range(s_n) for c in core.tx_cycles[s]]
-    stages = [
-        StageSpec.make("sensor", [sen.row_time_ps] * (s_n * sen.rows), produce=sensor_produce,
-                       release_ps=sensor_release),
-        StageSpec.make("link", link_service, consume=[1] * (s_n * n_pk), produce=[1] * (s_n * n_pk)),
-        StageSpec.make("core", core_service, consume=core.tx_consume * s_n),
-    ]
-    caps = [hw["sensor"]["line_buffer_lines"], hw["link"]["output_fifo_packets"]]
-    pr = run_pipeline_reference(stages, caps)
+    def stages_for(frames: list[int], period_ps: int) -> list[StageSpec]:
+        release, produce = [], []
+        for k in range(len(frames)):
+            for r in range(sen.rows):
+                release.append(k * period_ps if r == 0 else 0)
+                produce.append(sen.packets_per_row)
+        link_service = [p.service_ps for s in frames for p in lnk.packets[s]]
+        core_service = [c * core.period_ps for s in frames for c in core.tx_cycles[s]]
+        return [
+            StageSpec.make("sensor", [sen.row_time_ps] * (len(frames) * sen.rows), produce=produce,
+                           release_ps=release),
+            StageSpec.make("link", link_service, consume=[1] * (len(frames) * n_pk), produce=[1] * (len(frames) * n_pk)),
+            StageSpec.make("core", core_service, consume=core.tx_consume * len(frames)),
+        ]
+
+    # a line of the sensor's buffer holds every packet of one row
+    caps = [hw["sensor"]["line_buffer_lines"] * sen.packets_per_row, hw["link"]["output_fifo_packets"]]
+    pr = run_pipeline_reference(stages_for(list(range(s_n)), frame_ps), caps)
 
     n_tx = len(core.tx_consume)
+
+    def done_of(result, n: int) -> list[int]:
+        if n_tx:
+            return [int(result.done_ps[2][(k + 1) * n_tx - 1]) for k in range(n)]
+        return [int(result.done_ps[1][(k + 1) * n_pk - 1]) for k in range(n)]
+
     frame_start = [int(pr.start_ps[0][s * sen.rows]) for s in range(s_n)]
     sensor_done = [int(pr.done_ps[0][(s + 1) * sen.rows - 1]) for s in range(s_n)]
     link_done = [int(pr.done_ps[1][(s + 1) * n_pk - 1]) for s in range(s_n)]
-    frame_done = [int(pr.done_ps[2][(s + 1) * n_tx - 1]) for s in range(s_n)]
+    frame_done = done_of(pr, s_n)
+    # the free-running interval: all frames back to back (one frame twice), mean completion interval
+    free = frame_done if frame_ps == 0 and s_n > 1 else None
+    if free is None:
+        order = [0, 0] if s_n == 1 else list(range(s_n))
+        free = done_of(run_pipeline_reference(stages_for(order, 0), caps), len(order))
+    interval = (free[-1] - free[0]) / (len(free) - 1)
 
     table = hw.energy
     records: list[Record] = []
     add = records.append
-    sensor_layer = sen.layer or "-"
+    sensor_layer = wl.layers[0].name  # the sensor and link records belong to the first layer
     if sen.kind == "p2m":
         energy_uses = {"pixel": ("pixel_frames", "p2m.pixel_read"), "adc": ("adc_conversions", "p2m.adc_conversion")}
     else:
@@ -1018,12 +1034,15 @@ def simulate_reference(hw, wl: Workload) -> Report:
                 add(Record(s, layer.name, t, "activity", "neurons", float(layer.out_size), "count"))
 
     makespan = int(pr.makespan_ps)
-    records += system_records(hw, [8 * sum(p.wire_bytes for p in lnk.packets[s]) for s in range(s_n)],
+    keeps_up = None if frame_ps == 0 else interval <= frame_ps
+    timing = {"makespan_ps": makespan, "trigger_period_ps": frame_ps, "bottleneck_interval_ps": interval,
+              "frame_interval_ps": float(max(frame_ps, interval)), "keeps_up_with_trigger": keeps_up}
+    records += system_records(hw, sensor_layer, [8 * sum(p.wire_bytes for p in lnk.packets[s]) for s in range(s_n)],
                               [sum(p.bursts for p in lnk.packets[s]) for s in range(s_n)],
-                              frame_start, frame_done, link_done, pr)
+                              frame_start, frame_done, link_done, pr, timing)
     meta = run_meta(hw, wl, sen.kind, sen.layer, sen.details,
                     {"encoding": lnk.encoding, "bits_per_event": lnk.bits_per_event, "ui_ps": lnk.ui_ps,
                      "conventional_payload_bits_per_frame": lnk.conventional_payload_bits,
                      "conventional_wire_bits_per_frame": lnk.conventional_wire_bits},
-                    core.details, makespan, pr.names, caps)
+                    core.details, timing, pr.names, caps)
     return Report.build(meta, records)

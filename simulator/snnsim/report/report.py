@@ -114,7 +114,7 @@ def _tops_per_w(ops_total: float, core_pj_per_frame: float, samples: int) -> flo
     return (ops_total / samples) / (core_pj_per_frame * 1e-12) / 1e12
 
 
-_LAYER_ENERGY = ("core", "dram", "sensor")
+_LAYER_ENERGY = ("sensor", "link", "core", "dram")  # components whose dynamic energy belongs to layers
 _PER_LAYER = ("neurons", "spikes", "cycles", "synaptic_ops", "macs")  # the metrics the summary reads per layer
 
 
@@ -162,8 +162,8 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     by_layer: dict[tuple[str, str], dict[str, float]] = {}  # (component, metric) -> layer -> sum
     by_step: dict[tuple[str, str], list[float]] = {}  # activity: (layer, metric) -> per step
     energy_action: dict[tuple[str, str], float] = defaultdict(float)
-    # a layer's energy is what computes it: the core and its DRAM traffic, or the sensor for an
-    # in-pixel layer (the link's energy belongs to no layer)
+    # a layer's energy is what computes and carries it: the core and its DRAM traffic, and for the
+    # first layer the sensor's readout and the link (records of layer "-", static energy, stand apart)
     layer_energy: dict[str, float] = defaultdict(float)
     per_sample: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * samples)
     stage: dict[str, dict[str, float]] = defaultdict(dict)
@@ -197,10 +197,12 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     energy_frame = sum(energy_component.values())
     latency = per_sample[("system", "latency_ps")]
     lat_mean = sum(latency) / samples
-    makespan = meta["engine"]["makespan_ps"]
-    fps = samples / (makespan * 1e-12) if makespan else 0.0
-    done = sorted(per_sample[("system", "frame_done_ps")])
-    interval = (done[-1] - done[0]) / (samples - 1) if samples > 1 else float(lat_mean)
+    eng = meta["engine"]
+    makespan = eng["makespan_ps"]
+    # the steady-state rate: the trigger's when the chip keeps up with it, the bottleneck's otherwise
+    interval = eng["frame_interval_ps"]
+    fps = 1e12 / interval if interval else None
+    static = sum(v for (_c, a), v in energy_action.items() if a == "static") / samples
     payload = tot[("link", "payload_bits")] / samples
     wire = tot[("link", "wire_bits")] / samples
     conv_payload = meta["link"]["conventional_payload_bits_per_frame"]
@@ -248,12 +250,15 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             "conventional_wire_bits_per_frame": float(conv_wire),
             "reduction_payload": conv_payload / payload if payload else None,
             "reduction_wire": conv_wire / wire if wire else None,
-            "payload_mbps": payload * fps / 1e6,
-            "wire_mbps": wire * fps / 1e6,
+            "payload_mbps": payload * fps / 1e6 if fps else None,
+            "wire_mbps": wire * fps / 1e6 if fps else None,
             "link_busy_fraction": stage["link"].get("busy_ps", 0.0) / makespan if makespan else 0.0,
         },
         "energy": {
             "total_pj_per_frame": energy_frame,
+            "dynamic_pj_per_frame": energy_frame - static,
+            # static power over one steady-state frame interval, apart from every layer's energy
+            "static_pj_per_frame": static,
             "by_component_pj_per_frame": energy_component,
             "by_action_pj_per_frame": {f"{c}.{a}": v / samples for (c, a), v in sorted(energy_action.items())},
         },
@@ -263,7 +268,11 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             "latency_ps_max": max(latency),
             "frame_interval_ps": interval,
             "throughput_fps": fps,
+            "bottleneck_interval_ps": eng["bottleneck_interval_ps"],
+            "trigger_period_ps": eng["trigger_period_ps"],
+            "keeps_up_with_trigger": eng["keeps_up_with_trigger"],
             "makespan_ps": makespan,
+            "makespan_fps": samples / (makespan * 1e-12) if makespan else None,
             "stages": {name: dict(v) for name, v in stage.items()},
             "sensor_readout_ps_mean": tot[("sensor", "readout_ps")] / samples,
         },

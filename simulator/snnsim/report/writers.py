@@ -346,10 +346,10 @@ def format_table(report: Report) -> str:
                      _count(la.get("macs_per_frame"))])
     out += _table(["layer", "op", "runs on", "out shape", "spike rate", "energy", "core cycles",
                    "synaptic ops", "MACs"], rows, [False] * 4 + [True] * 5)
+    # every dynamic pJ belongs to a layer (the sensor and link to the first); static energy stands apart
     layer_sum = sum(la["energy_pj_per_frame"] for la in s["layers"])
-    if total and abs(layer_sum - total) > 1e-6 * abs(total):
-        out += [f"  (layers sum to {fmt_quantity(layer_sum, 'pJ')}; the remaining "
-                f"{fmt_quantity(total - layer_sum, 'pJ')} is not attributed to a layer)"]
+    out += [f"  (layers: {fmt_quantity(layer_sum, 'pJ')}, sensor and link energy in the first layer's; "
+            f"static: {fmt_quantity(en.get('static_pj_per_frame', 0.0), 'pJ')}, in no layer)"]
 
     out += _section("Operations (per frame)")
     rate = act.get("spike_rate")
