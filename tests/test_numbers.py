@@ -11,8 +11,8 @@ import pytest
 from snnsim import load_hardware, load_workload, simulate
 from snnsim.engine.pipeline import StageSpec
 from snnsim.errors import ConfigError, MappingError, SnnsimError
-from snnsim.hw.fit import FitError, fit_problems
 from snnsim.hw.core import core_plan
+from snnsim.hw.fit import FitError, fit_problems
 from snnsim.hw.link import link_plan
 from snnsim.hw.sensor import sensor_plan
 from snnsim.reference.components import reference_core, reference_link, reference_sensor
@@ -298,3 +298,12 @@ def test_a_thousand_chained_flattens_run():
                                    "p2m": {"kernel": 2, "stride": 2, "out_channels": 4}}}
     rep = simulate(hw(base), wl)
     assert math.isfinite(rep.summary["energy"]["total_pj_per_frame"])
+
+
+def test_a_non_finite_result_is_refused_not_printed():
+    from snnsim.simulation import check_finite
+
+    check_finite({"energy": {"total_pj_per_frame": 1e24, "ratio": None}, "layers": [{"e": 2.0}]}, "chip.yaml")
+    with pytest.raises(ConfigError) as e:
+        check_finite({"layers": [{"energy_pj_per_frame": math.inf}]}, "chip.yaml")
+    assert "summary.layers.0.energy_pj_per_frame" in e.value.expected

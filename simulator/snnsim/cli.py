@@ -11,10 +11,17 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 EXIT_USAGE = 2
 FORMATS = ("table", "json", "csv")
+#: The files ``run -o DIR`` writes: the report, and the plots (report/plots.py, write_plots).
+RUN_REPORT_FILES = ("report.json", "report.csv")
+RUN_PLOT_FILES = ("energy_breakdown.png", "layer_energy.png", "layer_cycles.png", "activity.png")
+#: The files ``compare -o DIR`` writes.
+COMPARE_FILES = ("compare.json", "compare.csv", "compare.png")
 
 
 def _set_option(p: argparse.ArgumentParser) -> None:
@@ -46,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="DIR",
                    help="also write report.json, report.csv and plots into DIR (never overwrites without --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing report files in DIR")
-    p.add_argument("--no-plots", action="store_true", help="with -o: skip the plots")
+    p.add_argument("--no-plots", action="store_true",
+                   help="with -o: skip the plots (an earlier run's plots in DIR are refused without "
+                        "--overwrite and removed with it, so DIR never mixes two runs)")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress on stderr: auto = only on a terminal and when a run takes more than a moment")
     p.add_argument("--verify", action="store_true",
@@ -93,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the JSON Schema of hwconfig files",
                        description="The JSON Schema of hwconfigs, for editors and validators.")
-    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write it to FILE instead of stdout (never overwrites without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing FILE")
     p.add_argument("--markdown", action="store_true", help="a Markdown table of every key instead of JSON Schema")
 
     p = sub.add_parser("workload", help="make spike traces (synthesize, from/to NIR)")
@@ -168,36 +179,83 @@ def _default_format(fmt: str | None) -> str:
     return fmt or ("table" if sys.stdout.isatty() else "json")
 
 
-def _safe_write(path: Path, text: str | bytes, overwrite: bool) -> None:
-    """Write atomically; refuse to replace an existing file unless ``overwrite``."""
+def _output_file(path: str | os.PathLike[str], overwrite: bool, inputs: Iterable[str | None] = ()) -> Path:
+    """Check an output file before any work is done: a name the file system takes, in a writable
+    folder, not a folder (whatever ``overwrite`` says), none of the command's ``inputs``, and new
+    unless ``overwrite``. Raises :class:`UsageError`; creates nothing."""
     from .errors import UsageError
+    from .fileio import check_output
 
-    if path.exists() and not overwrite:
-        raise UsageError("refusing to overwrite an existing file", file=str(path),
+    out = Path(path)
+    if check_output(out, inputs=inputs) and not overwrite:
+        raise UsageError("refusing to overwrite an existing file", file=str(out),
                          expected="a new file", found="the file exists",
                          suggestion="choose another output, or pass --overwrite")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    return out
 
 
-def _prepare_outdir(outdir: str, names: list[str], overwrite: bool) -> Path:
-    from .errors import UsageError
+def _safe_write(path: Path, text: str | bytes, overwrite: bool) -> None:
+    """Write atomically (fileio.atomic_write: no partial file, no stray temporary); refuse to
+    replace an existing file unless ``overwrite``; any OSError becomes a UsageError naming ``path``."""
+    from .fileio import atomic_write, writing
 
-    d = Path(outdir)
-    if d.exists() and not d.is_dir():
-        raise UsageError("output is not a directory", file=outdir, expected="a directory", found="a file")
     if not overwrite:
-        clash = [n for n in names if (d / n).exists()]
-        if clash:
+        _output_file(path, overwrite)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    with writing(path):
+        atomic_write(path, write)
+
+
+def _prepare_outdir(outdir: str, names: Sequence[str], overwrite: bool, inputs: Iterable[str | None]) -> Path:
+    """Check the ``-o`` folder before simulating; create nothing (a run that fails must not leave
+    an empty folder behind). Refused: a file, a name the file system does not take, an unwritable
+    place, a report name that is a folder or one of the command's ``inputs``, and (without
+    ``overwrite``) any of ``names`` already there."""
+    from .errors import UsageError
+    from .fileio import check_output
+
+    inputs = list(inputs)
+    d = Path(outdir)
+    if check_output(d, folder=True, inputs=inputs):
+        for name in names:
+            check_output(d / name, inputs=inputs)
+        clash = [n for n in names if os.path.lexists(d / n)]
+        if clash and not overwrite:
             raise UsageError("refusing to overwrite existing report files", file=outdir,
                              expected="a directory without them", found=", ".join(clash),
                              suggestion="choose another -o DIR, or pass --overwrite")
-    d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@contextmanager
+def _undo_on_failure(files: Sequence[Path], folder: Path | None = None) -> Iterator[None]:
+    """Create ``folder`` (and its missing parents) and run the block; if it fails, remove those of
+    ``files`` that did not exist before and the folders created here, so that a failed command
+    leaves nothing of its own. Files that existed before are never removed (one replaced under
+    --overwrite stays replaced)."""
+    from .fileio import make_dirs, remove_dirs, writing
+
+    created: list[Path] = []
+    if folder is not None:
+        with writing(folder):
+            created = make_dirs(folder)
+    before = {f for f in files if os.path.lexists(f)}
+    try:
+        yield
+    except BaseException:
+        for f in files:
+            if f not in before:
+                try:
+                    f.unlink()
+                except OSError:
+                    pass
+        remove_dirs(created)
+        raise
 
 
 def _emit(text: str) -> None:
@@ -214,11 +272,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hwconfig, args.overrides)
     wl = load_workload(args.trace)
     outdir = None
+    # With --no-plots the plot names still count: DIR must not mix this run's report with the
+    # plots of an earlier one.
+    names = [*RUN_REPORT_FILES, *RUN_PLOT_FILES]
     if args.output:
-        names = ["report.json", "report.csv"]
-        if not args.no_plots:
-            names += ["energy_breakdown.png", "layer_energy.png", "layer_cycles.png", "activity.png"]
-        outdir = _prepare_outdir(args.output, names, args.overwrite)
+        outdir = _prepare_outdir(args.output, names, args.overwrite, [args.hwconfig, args.trace])
     if args.verify:
         from .verify import verify_workload
 
@@ -229,12 +287,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
     report = simulate(hw, wl, progress=_Progress(args.progress))
     if outdir is not None:
-        _safe_write(outdir / "report.json", writers.to_json(report), True)
-        _safe_write(outdir / "report.csv", writers.to_csv(report, summary_rows=True), True)
-        if not args.no_plots:
-            from .report.plots import write_plots
+        from .fileio import writing
 
-            write_plots(report, outdir)
+        with _undo_on_failure([outdir / n for n in names], outdir):
+            _safe_write(outdir / "report.json", writers.to_json(report), True)
+            _safe_write(outdir / "report.csv", writers.to_csv(report, summary_rows=True), True)
+            if not args.no_plots:
+                from .report.plots import write_plots
+
+                with writing(*(outdir / n for n in RUN_PLOT_FILES)):
+                    write_plots(report, outdir)
+            elif args.overwrite:
+                for name in RUN_PLOT_FILES:  # stale plots of an earlier run; only these names
+                    stale = outdir / name
+                    if os.path.lexists(stale) and not stale.is_dir():
+                        with writing(stale):
+                            stale.unlink()
     if fmt == "csv":
         _emit(writers.to_csv(report, summary_rows=True))
     else:
@@ -259,15 +327,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError("one label per hwconfig", key="--labels", expected=f"{len(hws)} labels",
                          found=f"{len(labels)}: {args.labels}")
     wl = load_workload(args.trace)
-    outdir = _prepare_outdir(args.output, ["compare.json", "compare.csv", "compare.png"], args.overwrite) \
+    outdir = _prepare_outdir(args.output, COMPARE_FILES, args.overwrite, [*args.hwconfigs, args.trace]) \
         if args.output else None
     reports = [simulate(h, wl) for h in hws]
     if outdir is not None:
+        from .fileio import writing
         from .report.plots import compare_plot
 
-        _safe_write(outdir / "compare.json", writers.compare_json(reports, labels), True)
-        _safe_write(outdir / "compare.csv", writers.compare_csv(reports, labels), True)
-        compare_plot(reports, labels, outdir / "compare.png")
+        with _undo_on_failure([outdir / n for n in COMPARE_FILES], outdir):
+            _safe_write(outdir / "compare.json", writers.compare_json(reports, labels), True)
+            _safe_write(outdir / "compare.csv", writers.compare_csv(reports, labels), True)
+            with writing(outdir / "compare.png"):
+                compare_plot(reports, labels, outdir / "compare.png")
     out = {"table": writers.format_compare, "json": writers.compare_json, "csv": writers.compare_csv}[fmt]
     _emit(out(reports, labels))
     return 0
@@ -375,9 +446,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .hwconfig import load_hardware
+    from .hwconfig import load_hardware, parse_overrides
     from .workload.trace import load_workload
 
+    if args.overrides:
+        from .errors import UsageError
+
+        parse_overrides(args.overrides)  # a malformed item fails whatever the files are
+        if all(f.endswith(".npz") for f in args.files):
+            raise UsageError("--set needs a hwconfig among the files", key="--set",
+                             expected="a hwconfig FILE (.yaml) with --set", found=" ".join(args.overrides),
+                             suggestion="add the hwconfig the overrides apply to, or drop --set")
     for f in args.files:
         if f.endswith(".npz"):
             wl = load_workload(f)
@@ -395,9 +474,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     from .schema import json_schema, markdown_reference
 
+    out = _output_file(args.output, args.overwrite) if args.output else None
     text = markdown_reference() if args.markdown else json.dumps(json_schema(), indent=1)
-    if args.output:
-        _safe_write(Path(args.output), text + "\n", overwrite=True)
+    if out is not None:
+        _safe_write(out, text + "\n", overwrite=True)
     else:
         _emit(text)
     return 0
@@ -420,10 +500,8 @@ def cmd_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         return 0
     if not args.output:
         raise UsageError("synth needs an output file", key="-o", expected="-o FILE.npz", found="nothing")
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise UsageError("refusing to overwrite an existing file", file=str(out), expected="a new file",
-                         found="the file exists", suggestion="choose another -o, or pass --overwrite")
+    out = _output_file(args.output, args.overwrite)
+    from .fileio import writing
     from .workload.trace import save_workload
 
     wl = synthesize(args.topology, samples=args.samples, time_steps=args.time_steps,
@@ -431,34 +509,41 @@ def cmd_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                     target_rate=args.target_rate, first_layer_rate=args.first_layer_rate,
                     first_layer_weight_bits=args.first_layer_weight_bits,
                     **({"membrane_bits": args.membrane_bits} if args.membrane_bits else {}))
-    save_workload(wl, out)
+    with writing(out), _undo_on_failure([out]):
+        save_workload(wl, out)
     _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {wl.model}, {wl.samples} samples, "
           f"{wl.time_steps} steps, {len(wl.layers)} layers")
     return 0
 
 
-def _new_output(args: argparse.Namespace, what: str, *extra: str | None) -> list[Path]:
+def _new_output(args: argparse.Namespace, what: str, *extra: str | None,
+                inputs: Iterable[str | None] = ()) -> list[Path]:
+    """The checked output files of a workload action (``-o`` and ``extra``, e.g. --data): see
+    :func:`_output_file`; two outputs may not name the same file either."""
     from .errors import UsageError
+    from .fileio import same_file
 
     if not args.output:
         raise UsageError(f"{what} needs an output file", key="-o", expected="-o FILE", found="nothing")
-    outs = [Path(p) for p in (args.output, *extra) if p]
-    for out in outs:
-        if out.exists() and not args.overwrite:
-            raise UsageError("refusing to overwrite an existing file", file=str(out), expected="a new file",
-                             found="the file exists", suggestion="choose another name, or pass --overwrite")
+    inputs = list(inputs)
+    outs = [_output_file(p, args.overwrite, inputs) for p in (args.output, *extra) if p]
+    if len(outs) == 2 and same_file(outs[0], outs[1]):
+        raise UsageError("-o and --data name the same file", file=str(outs[0]), expected="two different files",
+                         found=f"{outs[0]} and {outs[1]}", suggestion="give --data another name")
     return outs
 
 
 def cmd_from_nir(args: argparse.Namespace) -> int:
-    from .export.nir import nir_to_trace
+    from .export.nir import workload_from_nir
+    from .fileio import writing
+    from .workload.trace import load_workload, save_workload
 
-    (out,) = _new_output(args, "from-nir")
-    nir_to_trace(args.graph, out, spikes=args.spikes, inputs=args.inputs, time_steps=args.time_steps,
-                 dt=args.dt, weight_bits=args.weight_bits, spike_condition=args.spike_condition,
-                 reset=args.reset, model=args.model, dataset=args.dataset)
-    from .workload.trace import load_workload
-
+    (out,) = _new_output(args, "from-nir", inputs=[args.graph, args.spikes, args.inputs])
+    made = workload_from_nir(args.graph, spikes=args.spikes, inputs=args.inputs, time_steps=args.time_steps,
+                             dt=args.dt, weight_bits=args.weight_bits, spike_condition=args.spike_condition,
+                             reset=args.reset, model=args.model, dataset=args.dataset)
+    with writing(out), _undo_on_failure([out]):
+        save_workload(made, out)
     wl = load_workload(out)
     _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {wl.model}, {wl.samples} samples, "
           f"{wl.time_steps} steps, {len(wl.layers)} layers; spikes {wl.provenance.get('spikes', '?')}")
@@ -469,11 +554,13 @@ def cmd_from_nir(args: argparse.Namespace) -> int:
 
 def cmd_to_nir(args: argparse.Namespace) -> int:
     from .export.nir import write_nir
+    from .fileio import writing
     from .workload.trace import load_workload
 
-    outs = _new_output(args, "to-nir", args.data)
+    outs = _new_output(args, "to-nir", args.data, inputs=[args.trace])
     wl = load_workload(args.trace)
-    write_nir(wl, outs[0], dt=args.dt, data_path=args.data)
+    with writing(*outs), _undo_on_failure(outs):
+        write_nir(wl, outs[0], dt=args.dt, data_path=args.data)
     _emit(f"wrote {outs[0]}" + (f" and {args.data}" if args.data else "") + f" ({len(wl.layers)} layers)")
     return 0
 
@@ -505,6 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # not met on purpose: still one message and status 2, never a traceback
+        where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
+        sys.stderr.write(f"snnsim: error: {where}{e.strerror or e}\n")
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ with ``sensor.frame_period_us`` > 0 each frame is triggered on that period.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from . import __version__
 from .engine.pipeline import StageSpec, run_pipeline
-from .errors import ConfigError
+from .errors import ConfigError, MappingError
 from .hw.core import COUNTERS as CORE_COUNTERS
 from .hw.core import core_plan
 from .hw.fit import require_fit
@@ -56,6 +57,11 @@ def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.nd
     units = {k: ("bit" if k.endswith("_bits") else "count") for k in CORE_COUNTERS}
     metrics = [(k, units[k], "core", counters[k]) for k in CORE_COUNTERS]
     metrics += [(f"energy.{a}", "pJ", comp, arr) for a, (comp, _e, arr) in energy.items()]
+    biggest = max((int(counters[k].max(initial=0)) for k in CORE_COUNTERS), default=0)
+    if biggest >= 2**53:  # past 2^53 a float64 record would round the count
+        raise MappingError("the core's counts are too large to report exactly", file=hw.source, key="core",
+                           expected="counts below 2^53 per (sample, layer, step)", found=f"{biggest:.4g}",
+                           suggestion="simulate fewer samples or steps")
     values = np.stack([m[3] for m in metrics], axis=-1, dtype=np.float64)
     return [RecordBlock(layers=list(layer_names), metrics=[m[0] for m in metrics],
                         components=[m[2] for m in metrics], units=[m[1] for m in metrics], values=values)]
@@ -232,8 +238,23 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
                      "conventional_payload_bits_per_frame": lp.conventional_bits_per_frame,
                      "conventional_wire_bits_per_frame": raw_frame_wire_bits(hw, wl)},
                     cp.details, timing, pr.names, caps)
+    report = Report.build(meta, records)
+    check_finite(report.summary, hw.source)
     tick("done")
-    return Report.build(meta, records)
+    return report
+
+
+def check_finite(summary: dict, source: str, path: str = "summary") -> None:
+    """Every figure of the summary is a finite number (or None, for a ratio without a base): an
+    infinite or NaN energy means a value the model cannot hold, and is refused, never printed."""
+    for key, value in summary.items() if isinstance(summary, dict) else enumerate(summary):
+        where = f"{path}.{key}"
+        if isinstance(value, (dict, list)):
+            check_finite(value, source, where)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError("a result cannot be held as a finite number", file=source, key="technology.overrides",
+                              expected=f"a finite {where}", found=repr(value),
+                              suggestion="check the energy table's values and overrides (pJ per action, mW)")
 
 
 def frame_timing(frame_ps: int, interval_ps: float, makespan_ps: int) -> dict:

@@ -4,7 +4,7 @@ Packets (CSI-2): a long packet is a 4-byte header (data ID, 16-bit word count, E
 bytes and a 2-byte checksum footer; frame start / frame end are 4-byte short packets. One long
 packet per line: a RAW line of a conventional sensor, or one spike row of one time step from a
 P2M sensor (a user-defined data type, 0x30-0x37; the step rides in the data type and virtual
-channel, or in a 2-byte payload prefix when T exceeds 8 * 2^vc_bits).
+channel, or in a 2-byte payload prefix when T exceeds 8 * 2^vc_bits, counted as payload).
 
 Payload encodings for spike rows: ``bitmap`` (1 bit per neuron of the row: W_o * C_o bits) and
 ``aer`` (one address of ceil(log2(W_o * C_o)) bits per spike, the row and step implied by the

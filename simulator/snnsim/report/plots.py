@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write
 from .report import Report
 
 __all__ = ["write_plots", "compare_plot"]
@@ -43,10 +44,11 @@ def _figure(width: float, height: float, ncols: int = 1):
 
 
 def _save(fig, path: Path) -> Path:
+    """Save atomically: into a temporary beside ``path``, then renamed, so that a run killed while
+    saving leaves the previous plot or none, never a truncated PNG. (``_SAVE`` names the format:
+    the temporary's name ends in .tmp.)"""
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, **_SAVE)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, **_SAVE))
 
 
 def _energy_unit(values: Sequence[float]) -> tuple[float, str]:
@@ -212,9 +214,9 @@ def _plot_activity(report: Report, path: Path) -> Path:
 
 
 def write_plots(report: Report, outdir: str | Path) -> list[Path]:
-    """Write energy_breakdown.png, layer_energy.png, layer_cycles.png and activity.png."""
+    """Write energy_breakdown.png, layer_energy.png, layer_cycles.png and activity.png (each
+    atomically; ``outdir`` is created when the first is written)."""
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
     return [
         _plot_energy_breakdown(report, out / "energy_breakdown.png"),
         _plot_layer_energy(report, out / "layer_energy.png"),

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write
 from .report import COLUMNS, Report
 
 __all__ = [
@@ -148,9 +149,9 @@ def to_json(report: Report) -> str:
 
 
 def write_json(report: Report, path: str | Path) -> Path:
-    p = Path(path)
-    p.write_text(to_json(report), encoding="utf-8")
-    return p
+    """Write the report's JSON atomically (a temporary file beside ``path``, then a rename)."""
+    text = to_json(report)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 # -- CSV -----------------------------------------------------------------------------------------
@@ -221,10 +222,14 @@ def to_csv(report: Report, summary_rows: bool = False) -> str:
 
 
 def write_csv(report: Report, path: str | Path, summary_rows: bool = False) -> Path:
-    p = Path(path)
-    with open(p, "w", encoding="utf-8", newline="") as f:
-        f.write(to_csv(report, summary_rows=summary_rows))
-    return p
+    """Write the tidy CSV atomically (a temporary file beside ``path``, then a rename)."""
+    text = to_csv(report, summary_rows=summary_rows)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+    return atomic_write(path, write)
 
 
 # -- terminal table ------------------------------------------------------------------------------

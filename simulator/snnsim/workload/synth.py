@@ -105,6 +105,22 @@ DEFAULT_RATE_SPREAD = 0.5
 
 _BISECTION_STEPS = 32
 
+#: Bounds of the sizes :func:`synthesize` accepts, each far above any study's, refused before
+#: anything is allocated. The memory and work caps below bound their products.
+MAX_SAMPLES = 100_000
+MAX_TIME_STEPS = 10_000
+MAX_IMAGE_SIZE = 4096
+MAX_OUT_CHANNELS = 4096
+#: Cap of a synthesis's estimated peak memory (:func:`estimate_synthesis`): the trace's input and
+#: spikes plus the forward pass's working arrays. The estimate is within about 30 % of the peak
+#: measured with tracemalloc on resnet18, vgg_small, small_cnn and vsa_cifar10.
+MAX_MEMORY_BYTES = 8 * 2 ** 30
+#: Cap of a synthesis's estimated work in neuron updates (neurons x time steps x samples; the
+#: calibration's bisection passes are proportional to it). 2.8 to 9 million updates per second were
+#: measured on one core (resnet18 from 224 to 4096 pixels, vsa_cifar10, small_cnn), so the cap
+#: keeps a synth under about 3 minutes; the shipped traces need 5 % of it at most.
+MAX_NEURON_STEPS = 500_000_000
+
 STATEMENT = ("untrained network (random binary weights), calibrated activity, real images: "
              "for hardware cost, not accuracy")
 DATASET = "photos (matplotlib/scikit-image samples)"
@@ -124,10 +140,14 @@ _DIGITS_SOURCE = ("scikit-learn sklearn.datasets.load_digits: the UCI ML hand-wr
 
 # ----------------------------------------------------------------------------- argument checks
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise UsageError(f"{name} must be an integer >= {minimum}", key=name,
-                         expected=f"an integer >= {minimum}", found=repr(value))
+                         expected=f"an integer >= {minimum}" + (f" and <= {maximum:,}" if maximum else ""),
+                         found=repr(value))
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{name} out of range", key=name, expected=f"an integer in {minimum}..{maximum:,}",
+                         found=f"{int(value):,}", suggestion=f"{name} at most {maximum:,}")
     return int(value)
 
 
@@ -677,7 +697,7 @@ def build_topology(topology: str, *, out_channels: int = 64, image_size: int | N
     ``out_channels`` and ``first_layer_weight_bits`` shape the in-pixel ``conv0``; the topologies
     in :data:`ENCODING_TOPOLOGIES` ignore them (their 8-bit encoding layer is fixed)."""
     topology = _check_topology(topology)
-    out_channels = _check_int("out_channels", out_channels, 1)
+    out_channels = _check_int("out_channels", out_channels, 1, MAX_OUT_CHANNELS)
     bits = _check_int("first_layer_weight_bits", first_layer_weight_bits, 1)
     if bits > 16:
         raise UsageError("first_layer_weight_bits out of range", key="first_layer_weight_bits",
@@ -689,11 +709,99 @@ def build_topology(topology: str, *, out_channels: int = 64, image_size: int | N
         raise UsageError(f"image_size too small for {topology}", key="image_size",
                          expected=f"an integer >= {minimum}", found=repr(image_size),
                          suggestion=f"the default for {topology} is {_DEFAULT_IMAGE_SIZE[topology]}")
+    image_size = _check_int("image_size", image_size, minimum, MAX_IMAGE_SIZE)
     shape = (_INPUT_CHANNELS.get(topology, 3), int(image_size), int(image_size))
     net = _Net(shape)
     _BUILDERS[topology](net, out_channels, bits)
     check_graph(net.layers, shape)
     return net.layers
+
+
+# ----------------------------------------------------------------------------- cost bound
+
+def estimate_synthesis(layers: list[Layer], samples: int, time_steps: int) -> dict[str, int]:
+    """Estimated peak memory and work of :func:`synthesize` over ``layers`` (from
+    :func:`build_topology`), from the shapes alone, so that a synthesis too big for the machine is
+    refused before anything is allocated.
+
+    With N samples, T steps and n_l the neurons of layer l:
+
+    - ``trace_bytes``: the input (N x C x H x W float32) plus every recorded layer's packed spikes
+      (N T ceil(n_l / 8) bytes);
+    - ``memory_bytes``: ``trace_bytes`` plus the forward pass's bool spikes of every recorded layer
+      (N T n_l bytes; a flatten is a view) plus the largest layer's working arrays: its im2col
+      patches (rows x fan-in: N rows in float64 with four such temporaries for the in-pixel and
+      encoding layers, computed once; N T rows in float32 otherwise) and 24 bytes per current
+      value (N T n_l: the current in float and integer, and the membranes);
+    - ``neuron_steps``: the work, N T times the neurons of the layers that have one.
+    """
+    n, t = int(samples), int(time_steps)
+    c, h, w = layers[0].in_shape
+    trace = n * c * h * w * 4
+    spikes = 0
+    working = 0
+    neurons = 0
+    for layer in layers:
+        size = layer.out_size
+        if layer.spiking or layer.neuron is not None or layer.op in ("maxpool", "flatten"):
+            trace += n * t * math.ceil(size / 8)
+            if layer.op != "flatten":
+                spikes += n * t * size
+        if layer.neuron is not None:
+            neurons += size
+        patches = 0
+        if layer.op == "conv2d":
+            fan_in = layer.in_shape[0] // layer.groups * math.prod(layer.kernel)
+            positions = math.prod(layer.out_shape[1:])
+            patches = n * positions * fan_in * 8 * 4 if layer.inputs == ["input"] else \
+                n * t * positions * fan_in * 4
+        elif layer.op == "linear":
+            patches = n * t * layer.in_size * 4
+        working = max(working, patches + 24 * n * t * size)
+    return {"trace_bytes": trace, "memory_bytes": trace + spikes + working, "neuron_steps": neurons * n * t}
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2 ** 30:.3g} GiB"
+
+
+def _fit(layers: list[Layer], samples: int, time_steps: int) -> str:
+    """What would fit under both caps: the most samples at these steps, or the most steps at these
+    samples (each estimate is affine in either)."""
+    caps = {"memory_bytes": MAX_MEMORY_BYTES, "neuron_steps": MAX_NEURON_STEPS}
+    per_sample = estimate_synthesis(layers, 1, time_steps)
+    base = estimate_synthesis(layers, samples, 0)
+    one_step = estimate_synthesis(layers, samples, 1)
+    most_samples = min(cap // max(per_sample[k], 1) for k, cap in caps.items())
+    most_steps = min((cap - base[k]) // max(one_step[k] - base[k], 1) if cap > base[k] else 0
+                     for k, cap in caps.items())
+    options = []
+    if most_samples >= 1:
+        options.append(f"at most {most_samples:,} samples at {time_steps:,} time steps")
+    if most_steps >= 1:
+        options.append(f"at most {most_steps:,} time steps with {samples:,} samples")
+    return "use " + (" or ".join(options) if options else "fewer samples and time steps, or a smaller image")
+
+
+def _check_cost(topology: str, layers: list[Layer], samples: int, time_steps: int) -> None:
+    """Refuse a synthesis whose estimated memory or work exceeds :data:`MAX_MEMORY_BYTES` or
+    :data:`MAX_NEURON_STEPS`, saying what would fit."""
+    cost = estimate_synthesis(layers, samples, time_steps)
+    what = f"samples={samples:,}, time_steps={time_steps:,} of {topology}"
+    if cost["memory_bytes"] > MAX_MEMORY_BYTES:
+        raise UsageError("the synthesis would need more memory than snnsim allows", key="samples, time_steps",
+                         expected=f"an estimated peak memory of at most {_gib(MAX_MEMORY_BYTES)} "
+                                  "(synth.MAX_MEMORY_BYTES)",
+                         found=f"about {_gib(cost['memory_bytes'])} for {what} "
+                               f"(the trace alone {_gib(cost['trace_bytes'])})",
+                         suggestion=_fit(layers, samples, time_steps))
+    if cost["neuron_steps"] > MAX_NEURON_STEPS:
+        raise UsageError("the synthesis would take too long", key="samples, time_steps",
+                         expected=f"at most {MAX_NEURON_STEPS:,} neuron updates, a few minutes "
+                                  "(synth.MAX_NEURON_STEPS)",
+                         found=f"{cost['neuron_steps']:,} neuron updates (neurons x time steps x samples) "
+                               f"for {what}",
+                         suggestion=_fit(layers, samples, time_steps))
 
 
 # ----------------------------------------------------------------------------- the generator
@@ -724,11 +832,11 @@ def synthesize(topology: str, *, samples: int, time_steps: int | None = None, ou
     by the writer), False only ``conv0``'s. Deterministic for a given seed (and image set).
     """
     topology = _check_topology(topology)
-    samples = _check_int("samples", samples, 1)
+    samples = _check_int("samples", samples, 1, MAX_SAMPLES)
     if time_steps is None:
         time_steps = _DEFAULT_TIME_STEPS.get(topology, 1)
-    time_steps = _check_int("time_steps", time_steps, 1)
-    out_channels = _check_int("out_channels", out_channels, 1)
+    time_steps = _check_int("time_steps", time_steps, 1, MAX_TIME_STEPS)
+    out_channels = _check_int("out_channels", out_channels, 1, MAX_OUT_CHANNELS)
     seed = _check_int("seed", seed, 0)
     bits = _check_int("first_layer_weight_bits", first_layer_weight_bits, 1)
     target_rate = _check_rate("target_rate", target_rate)
@@ -747,6 +855,7 @@ def synthesize(topology: str, *, samples: int, time_steps: int | None = None, ou
                          expected="True, False or None (all weights)", found=repr(store_weights))
     layers = build_topology(topology, out_channels=out_channels, image_size=image_size,
                             first_layer_weight_bits=bits)
+    _check_cost(topology, layers, samples, time_steps)
     image_size = layers[0].in_shape[1]
     encoding = topology in ENCODING_TOPOLOGIES
 
