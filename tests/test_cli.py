@@ -209,3 +209,17 @@ def test_verify_verb_and_run_verify(tmp_path, capsys):
     assert code == 1 and "disagrees" in err
     code, _, err = run(["run", hw, good, "--verify", "--format", "json"], capsys)
     assert code == 0, err
+
+
+def test_validate_checks_that_the_pair_fits_and_lists_every_mismatch(tiny_hw_files, tiny_trace, capsys):
+    p2m, base = tiny_hw_files
+    code, out, err = run(["validate", p2m, base, tiny_trace], capsys)
+    assert code == 0, err
+    assert out.count("the trace fits the chip") == 2
+    sets = ["--set", "sensor.p2m.out_channels=16", "--set", "sensor.p2m.kernel=3", "--set", "sensor.pixel_rows=4",
+            "--set", "core.membrane_sram_kib=0.001"]
+    code, out, err = run(["validate", p2m, tiny_trace, *sets], capsys)
+    assert code == 2
+    for key in ("layers.c0.out_shape", "layers.c0.kernel", ": input:", "core.membrane_sram_kib"):
+        assert key in err, key
+    assert "problems" in err and "Traceback" not in err

@@ -457,16 +457,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise UsageError("--set needs a hwconfig among the files", key="--set",
                              expected="a hwconfig FILE (.yaml) with --set", found=" ".join(args.overrides),
                              suggestion="add the hwconfig the overrides apply to, or drop --set")
+    hws, wls = [], []
     for f in args.files:
         if f.endswith(".npz"):
             wl = load_workload(f)
+            wls.append(wl)
             _emit(f"{f}: valid trace (format v1, {len(wl.layers)} layers, {wl.samples} samples, "
                   f"{wl.time_steps} steps)")
         else:
             hw = load_hardware(f, args.overrides)
+            hws.append(hw)
             _emit(f"{f}: valid hwconfig '{hw.name}' (sensor {hw['sensor']['kind']}, "
                   f"technology {hw.energy.name})")
-    return 0
+    if not (hws and wls):
+        return 0
+    # every hwconfig with every trace: all the mismatches of a pair at once, not one per run
+    from .hw.fit import fit_problems
+
+    failed = False
+    for hw in hws:
+        for wl in wls:
+            problems = fit_problems(hw, wl)
+            if not problems:
+                _emit(f"{hw.source} + {wl.source}: the trace fits the chip")
+                continue
+            failed = True
+            lines = [f"{hw.source} + {wl.source}: {len(problems)} problem{'s' if len(problems) > 1 else ''}"]
+            for i, p in enumerate(problems, 1):
+                body = p.render().splitlines()
+                lines += [f"  {i}. {body[0]}"] + [f"     {line.strip()}" for line in body[1:]]
+            sys.stderr.write("snnsim: error: " + "\n".join(lines) + "\n")
+    return EXIT_USAGE if failed else 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
