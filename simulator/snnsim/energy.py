@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, did_you_mean
+from .schema import ENERGY_OVERRIDE, check_value
 
 UNITS = ("pJ", "mW")
 
@@ -97,8 +98,14 @@ def _parse_table(data: Any, origin: str) -> EnergyTable:
     return table
 
 
-def load_energy_table(name: str, overrides: dict[str, float] | None = None, origin: str = "") -> EnergyTable:
-    """Load a shipped table by name and apply inline overrides (entry name -> value in its unit)."""
+def load_energy_table(name: str, overrides: dict[str, float] | None = None, origin: str = "",
+                      override_origins: dict[str, str] | None = None) -> EnergyTable:
+    """Load a shipped table by name and apply inline overrides (entry name -> value in its unit).
+
+    The one place overrides are checked whole: the name against the table (with a suggestion),
+    the value against ``schema.ENERGY_OVERRIDE`` (a finite number, not a bool or null, 0..1e9).
+    Each overridden entry's source records where its value came from: ``override_origins[name]``
+    if given (``--set``), else ``origin`` (the hwconfig file)."""
     names = available_tables()
     if name not in names:
         raise ConfigError("unknown technology table", file=origin or None, key="technology.table",
@@ -107,14 +114,13 @@ def load_energy_table(name: str, overrides: dict[str, float] | None = None, orig
     text = (resources.files("snnsim") / "tech" / f"{name}.yaml").read_text(encoding="utf-8")
     table = _parse_table(yaml.safe_load(text), f"snnsim/tech/{name}.yaml")
     for key, value in (overrides or {}).items():
+        where = (override_origins or {}).get(key) or origin
         if key not in table.entries:
-            raise ConfigError("unknown energy entry in overrides", file=origin or None,
+            raise ConfigError("unknown energy entry in overrides", file=where or None,
                               key=f"technology.overrides.{key}", expected="an entry of table " + name,
                               found=key, suggestion=did_you_mean(key, table.entries))
-        if value < 0:
-            raise ConfigError("energy must be >= 0", file=origin or None, key=f"technology.overrides.{key}",
-                              expected="a number >= 0", found=str(value))
+        value = check_value(value, ENERGY_OVERRIDE, file=where or None, key=f"technology.overrides.{key}")
         old = table.entries[key]
-        table.entries[key] = EnergyEntry(key, float(value), old.unit, old.per,
-                                         f"override in {origin or 'configuration'} (table value {old.value:g} {old.unit})")
+        table.entries[key] = EnergyEntry(key, value, old.unit, old.per,
+                                         f"override in {where or 'configuration'} (table value {old.value:g} {old.unit})")
     return table

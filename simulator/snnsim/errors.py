@@ -8,11 +8,40 @@ and, when one can be guessed, a suggestion.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+# Longest text each part of a message keeps. A value quoted back to the user can be anything the
+# input holds (a YAML alias bomb expands a 3 KB file to gigabytes); a message stays one paragraph.
+MAX_FOUND_CHARS = 200  # found: and expected: (and the key)
+MAX_SUGGESTION_CHARS = 500  # a hint may list a dozen valid names
+MAX_MESSAGE_CHARS = 1000  # the message and the file (a path can be long, but not unbounded)
+
+_CLIPPED_TAIL = re.compile(r"\.\.\. \(\d{1,20} more characters\)")
+
+
+def clip(text: str | None, limit: int = MAX_FOUND_CHARS) -> str | None:
+    """``text`` cut to ``limit`` characters, ending with "... (N more characters)" when cut.
+
+    Idempotent: a text already clipped to ``limit`` (an error re-raised with another's ``found``)
+    is kept as it is, so the count of what was cut stays the true one."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        text = str(text)
+    if len(text) <= limit:
+        return text
+    if len(text) - limit <= 45 and _CLIPPED_TAIL.fullmatch(text, limit):
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class SnnsimError(Exception):
-    """Base of every error snnsim raises on purpose (bad input, impossible configuration)."""
+    """Base of every error snnsim raises on purpose (bad input, impossible configuration).
+
+    Every text part is clipped here, once, for every error type (:func:`clip`): no input can make
+    a message, or the error object that holds it, larger than a few kilobytes.
+    """
 
     def __init__(
         self,
@@ -24,12 +53,12 @@ class SnnsimError(Exception):
         found: str | None = None,
         suggestion: str | None = None,
     ) -> None:
-        self.message = message
-        self.file = file
-        self.key = key
-        self.expected = expected
-        self.found = found
-        self.suggestion = suggestion
+        self.message = clip(message, MAX_MESSAGE_CHARS)
+        self.file = clip(file, MAX_MESSAGE_CHARS)
+        self.key = clip(key, MAX_FOUND_CHARS)
+        self.expected = clip(expected, MAX_FOUND_CHARS)
+        self.found = clip(found, MAX_FOUND_CHARS)
+        self.suggestion = clip(suggestion, MAX_SUGGESTION_CHARS)
         super().__init__(self.render())
 
     def render(self) -> str:

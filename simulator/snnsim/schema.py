@@ -3,12 +3,25 @@
 Fields register themselves with a default, a validator and a docstring (Brian2's preferences
 idea), so the same table validates files, applies ``--set`` overrides, fills defaults, and is
 exported as JSON Schema (``snnsim schema``) for editors. Units live in key names.
+
+Every number has a physically sane range, so that no single key can push a run past what its
+arithmetic holds: time is integer picoseconds in int64 (at most ~9.22e18 ps, about 106 days), so
+durations are at most 1 s (``*_ns`` <= 1e9), the frame period at most 100 s, clocks between 1 kHz
+and 1 THz (one cycle between 1e9 ps and 1 ps); capacities at most 2^30 KiB (2^43 bits, an int64);
+counts at most a few orders of magnitude above any chip built; energies finite, 0..1e9 pJ (or mW),
+so that a run's float sums stay finite. Whether a whole run's time fits is checked by the
+simulation, not here.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -33,19 +46,37 @@ class Section:
     fields: dict[str, Field | Section] = field(default_factory=dict)
     required: bool = True
     open_keys: bool = False  # a free mapping (name -> number), e.g. energy overrides
-    value_type: str = "float"
+    values: Field | None = None  # with open_keys: the field every value is checked against
 
 
-def _pos_int(default: int, doc: str, maximum: int | None = None) -> Field:
+# The ranges of the module docstring, in the units of the keys that use them.
+MAX_DURATION_NS = 1e9  # 1 s: 1e12 ps per duration, room for ~1e7 of them in int64 ps
+MAX_FRAME_PERIOD_US = 1e8  # 100 s between frames
+MIN_CLOCK_MHZ = 1e-3  # 1 kHz: one cycle = 1e9 ps
+MAX_CLOCK_MHZ = 1e6  # 1 THz: one cycle = 1 ps, the time resolution
+MAX_CAPACITY_KIB = float(2**30)  # 1 TiB = 2^43 bits
+MIN_DRAM_GBYTES_PER_S = 1e-3
+MAX_DRAM_GBYTES_PER_S = 1e5  # 100 TB/s, ~100x the fastest HBM stack
+MAX_ENERGY = 1e9  # pJ per action (1 mJ) or mW of static power (1 kW)
+MAX_PIXELS_PER_SIDE = 100_000  # the largest image sensors have ~20,000 pixels per side
+MAX_CHANNELS = 4096
+MAX_FIFO_ENTRIES = 1_000_000
+
+
+def _pos_int(default: int, doc: str, maximum: int) -> Field:
     return Field("int", default, doc, minimum=1, maximum=maximum)
 
 
-def _nonneg_float(default: float, doc: str) -> Field:
-    return Field("float", default, doc, minimum=0.0)
+def _duration_ns(default: float, doc: str) -> Field:
+    return Field("float", default, doc, minimum=0.0, maximum=MAX_DURATION_NS)
 
 
-def _pos_float(default: float, doc: str) -> Field:
-    return Field("float", default, doc, minimum=0.0, exclusive_minimum=True)
+def _clock_mhz(default: float, doc: str) -> Field:
+    return Field("float", default, doc, minimum=MIN_CLOCK_MHZ, maximum=MAX_CLOCK_MHZ)
+
+
+def _capacity_kib(default: float, doc: str) -> Field:
+    return Field("float", default, doc, minimum=0.0, exclusive_minimum=True, maximum=MAX_CAPACITY_KIB)
 
 
 SENSOR = Section(
@@ -53,26 +84,30 @@ SENSOR = Section(
     {
         "kind": Field("str", "p2m", "conventional (Bayer CIS, raw readout) or p2m (processing-in-pixel first layer)",
                       choices=("conventional", "p2m")),
-        "pixel_rows": _pos_int(224, "RGB pixel rows of the array (each RGB pixel is a 2x2 RGGB quad of photodiodes)"),
-        "pixel_cols": _pos_int(224, "RGB pixel columns of the array"),
+        "pixel_rows": _pos_int(224, "RGB pixel rows of the array (each RGB pixel is a 2x2 RGGB quad of photodiodes)",
+                               maximum=MAX_PIXELS_PER_SIDE),
+        "pixel_cols": _pos_int(224, "RGB pixel columns of the array", maximum=MAX_PIXELS_PER_SIDE),
         "photodiodes_per_pixel": _pos_int(4, "photodiodes per RGB pixel: 4 for a Bayer RGGB quad", maximum=16),
         "adc_bits": _pos_int(12, "conventional readout: bits per conversion of the column single-slope ADC", maximum=16),
-        "adc_counter_clock_mhz": _pos_float(2000.0, "single-slope ADC counter clock (one ramp = 2^bits counts)"),
+        "adc_counter_clock_mhz": _clock_mhz(2000.0, "single-slope ADC counter clock (one ramp = 2^bits counts)"),
         "cds_ramps": _pos_int(2, "ramps per conventional conversion: 2 with digital CDS (reset + signal)", maximum=4),
-        "row_overhead_ns": _nonneg_float(1000.0, "per row read: row select, reset and sample settling before the ramps"),
-        "frame_period_us": _nonneg_float(0.0, "time between frame starts; 0 = free-running, next frame as soon as the sensor can"),
-        "line_buffer_lines": _pos_int(2, "lines the sensor can hold for the link (FIFO depth, in line packets)"),
+        "row_overhead_ns": _duration_ns(1000.0, "per row read: row select, reset and sample settling before the ramps"),
+        "frame_period_us": Field("float", 0.0, "time between frame starts; 0 = free-running, next frame as soon as the sensor can",
+                                 minimum=0.0, maximum=MAX_FRAME_PERIOD_US),
+        "line_buffer_lines": _pos_int(2, "lines the sensor can hold for the link (FIFO depth, in line packets)",
+                                      maximum=MAX_PIXELS_PER_SIDE),
         "p2m": Section(
             "The processing-in-pixel first layer (used when kind = p2m).",
             {
-                "kernel": _pos_int(4, "in-pixel convolution kernel size, in RGB pixels"),
-                "stride": _pos_int(4, "in-pixel convolution stride, in RGB pixels"),
-                "out_channels": _pos_int(64, "output channels C_o computed in the pixel array"),
+                "kernel": _pos_int(4, "in-pixel convolution kernel size, in RGB pixels", maximum=256),
+                "stride": _pos_int(4, "in-pixel convolution stride, in RGB pixels", maximum=256),
+                "out_channels": _pos_int(64, "output channels C_o computed in the pixel array", maximum=MAX_CHANNELS),
                 "weight_bits": _pos_int(4, "bits of each in-pixel weight (transistor widths)", maximum=16),
                 "adc_bits": _pos_int(8, "bits of the ramp that digitises a window's weighted sum", maximum=16),
                 "ramps_per_conversion": _pos_int(2, "ramps per conversion: 2 for signed weights (up-count positive, down-count negative)", maximum=4),
-                "adcs_per_output_column": _pos_int(1, "column ADCs serving one output column (they split the channels)"),
-                "row_overhead_ns": _nonneg_float(1000.0, "per output row: activating the kernel's photodiode rows and settling"),
+                "adcs_per_output_column": _pos_int(1, "column ADCs serving one output column (they split the channels)",
+                                                   maximum=MAX_CHANNELS),
+                "row_overhead_ns": _duration_ns(1000.0, "per output row: activating the kernel's photodiode rows and settling"),
             },
             required=False,
         ),
@@ -88,22 +123,22 @@ LINK = Section(
                           choices=("bitmap", "aer")),
         "raw_bits": _pos_int(12, "bits per raw sample of a conventional readout (RAW12)", maximum=16),
         "virtual_channel_bits": Field("int", 2, "bits of the virtual channel field (2 in CSI-2 v1, 4 with the v2 extension)", minimum=0, maximum=4),
-        "line_blanking_ns": _nonneg_float(0.0, "forced idle between line packets (HBLANK)"),
-        "frame_blanking_ns": _nonneg_float(0.0, "forced idle after the frame end packet (VBLANK)"),
+        "line_blanking_ns": _duration_ns(0.0, "forced idle between line packets (HBLANK)"),
+        "frame_blanking_ns": _duration_ns(0.0, "forced idle after the frame end packet (VBLANK)"),
         "continuous_clock": Field("bool", True, "clock lane stays in HS between bursts (saves the clock lane's own SoT/EoT per burst)"),
-        "t_lpx_ns": _nonneg_float(50.0, "D-PHY T_LPX (spec >= 50 ns)"),
-        "t_hs_prepare_zero_ns": _nonneg_float(145.0, "T_HS-PREPARE + T_HS-ZERO, fixed part (spec >= 145 ns + 10 UI)"),
-        "t_hs_trail_ns": _nonneg_float(60.0, "T_HS-TRAIL, fixed part (spec >= max(8 UI, 60 ns + 4 UI))"),
-        "t_hs_exit_ns": _nonneg_float(100.0, "T_HS-EXIT (spec >= 100 ns)"),
-        "t_clk_overhead_ns": _nonneg_float(520.0, "extra per burst with a non-continuous clock: T_LPX + clock prepare/zero + post + trail + exit"),
-        "output_fifo_packets": _pos_int(4, "packets the processor's input buffer holds"),
+        "t_lpx_ns": _duration_ns(50.0, "D-PHY T_LPX (spec >= 50 ns)"),
+        "t_hs_prepare_zero_ns": _duration_ns(145.0, "T_HS-PREPARE + T_HS-ZERO, fixed part (spec >= 145 ns + 10 UI)"),
+        "t_hs_trail_ns": _duration_ns(60.0, "T_HS-TRAIL, fixed part (spec >= max(8 UI, 60 ns + 4 UI))"),
+        "t_hs_exit_ns": _duration_ns(100.0, "T_HS-EXIT (spec >= 100 ns)"),
+        "t_clk_overhead_ns": _duration_ns(520.0, "extra per burst with a non-continuous clock: T_LPX + clock prepare/zero + post + trail + exit"),
+        "output_fifo_packets": _pos_int(4, "packets the processor's input buffer holds", maximum=MAX_FIFO_ENTRIES),
     },
 )
 
 CORE = Section(
     "The SNN core that runs the layers after the sensor, event by event.",
     {
-        "clock_mhz": _pos_float(500.0, "core clock"),
+        "clock_mhz": _clock_mhz(500.0, "core clock"),
         "vector_width": _pos_int(32, "PEs: output channels updated together by one vector operation", maximum=4096),
         "membrane_bits": _pos_int(16, "bits of each stored membrane potential", maximum=32),
         "weight_bits": _pos_int(1, "bits per weight in the weight SRAM (1 = binary weights)", maximum=16),
@@ -118,36 +153,32 @@ CORE = Section(
                             choices=("time_inner", "time_outer")),
         "fusion": Field("str", "none", "none, or two_layer: pairs of layers pipelined through a line buffer, the first's spikes never stored",
                         choices=("none", "two_layer")),
-        "weight_sram_kib": _pos_float(64.0, "weight buffer capacity"),
-        "membrane_sram_kib": _pos_float(128.0, "membrane buffer capacity"),
-        "spike_sram_kib": _pos_float(64.0, "global spike-map buffer capacity (layer inputs and outputs)"),
-        "line_buffer_kib": _pos_float(16.0, "line buffer between two fused layers"),
+        "weight_sram_kib": _capacity_kib(64.0, "weight buffer capacity"),
+        "membrane_sram_kib": _capacity_kib(128.0, "membrane buffer capacity"),
+        "spike_sram_kib": _capacity_kib(64.0, "global spike-map buffer capacity (layer inputs and outputs)"),
+        "line_buffer_kib": _capacity_kib(16.0, "line buffer between two fused layers"),
     },
 )
 
 DRAM = Section(
     "Off-chip memory for what the on-chip buffers cannot hold.",
     {
-        "bandwidth_gbytes_per_s": _pos_float(12.8, "sustained DRAM bandwidth (LPDDR4-3200 x16: 6.4 GB/s per channel; 2 channels)"),
+        "bandwidth_gbytes_per_s": Field("float", 12.8, "sustained DRAM bandwidth (LPDDR4-3200 x16: 6.4 GB/s per channel; 2 channels)",
+                                        minimum=MIN_DRAM_GBYTES_PER_S, maximum=MAX_DRAM_GBYTES_PER_S),
         "double_buffered": Field("bool", True, "transfers overlap compute (a pass takes the longer of the two) instead of adding to it"),
     },
     required=False,
 )
 
-MAPPING = Section(
-    "Which component runs which layer.",
-    {
-        "sensor_layers": Field("int", -1, "layers run in the sensor: -1 = automatic (1 for a P2M sensor, 0 otherwise)", minimum=-1, maximum=1),
-    },
-    required=False,
-)
+ENERGY_OVERRIDE = Field("float", None, "energy (pJ per action) or static power (mW), in the unit of the table's entry",
+                        minimum=0.0, maximum=MAX_ENERGY)
 
 TECHNOLOGY = Section(
     "Per-action energies: a named table shipped with snnsim, and inline overrides (entry name -> value).",
     {
         "table": Field("str", "p2m_paper", "name of the technology table (see `snnsim info --tech`)"),
         "overrides": Section("entry name -> energy (pJ) or power (mW), replacing the table's value", {},
-                             required=False, open_keys=True),
+                             required=False, open_keys=True, values=ENERGY_OVERRIDE),
     },
     required=False,
 )
@@ -161,7 +192,6 @@ HWCONFIG = Section(
         "link": LINK,
         "core": CORE,
         "dram": DRAM,
-        "mapping": MAPPING,
         "technology": TECHNOLOGY,
     },
 )
@@ -175,6 +205,84 @@ def iter_fields(section: Section, prefix: str = ""):
             yield from iter_fields(item, path + ".")
         else:
             yield path, item
+
+
+def format_bound(x: float, integer: bool = False) -> str:
+    """A bound as short text that still reads back as exactly that number (1e+09, 1073741824);
+    with ``integer``, as an integer (1000000)."""
+    if integer:
+        return str(int(x))
+    short = f"{x:g}"
+    return short if float(short) == x else f"{x:.17g}"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def describe_value(value: Any) -> str:
+    """``repr(value) (type)``, bounded in size whatever ``value`` holds (nested lists, huge ints).
+
+    Error messages quote values back; Python's own repr of a 10,000-digit integer raises, and of an
+    expanded alias bomb takes gigabytes."""
+    kind = type(value).__name__
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits ({kind})"
+    try:
+        text = _REPR.repr(value)
+    except (ValueError, RecursionError):
+        text = f"<{kind}>"
+    return f"{text} ({kind})"
+
+
+def check_value(value: Any, f: Field, *, file: str | None, key: str) -> Any:
+    """Validate one scalar against its field; return it normalised (int -> float where needed).
+
+    The one place a value meets its registration: type, choices, finiteness and bounds. Raises
+    :class:`ConfigError` naming ``file`` and ``key``."""
+    def fail(expected: str, suggestion: str | None = None) -> None:
+        raise ConfigError("invalid value", file=file, key=key, expected=expected,
+                          found=describe_value(value), suggestion=suggestion)
+
+    if value is None and f.nullable:
+        return None
+    if f.type == "bool":
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if f.type == "str":
+        if not isinstance(value, str):
+            fail("a string" + (f" (one of {', '.join(f.choices)})" if f.choices else ""))
+        if f.choices and value not in f.choices:
+            fail(f"one of {', '.join(f.choices)}", did_you_mean(value, f.choices))
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = None
+        if isinstance(value, str) and re.match(r"\s*[-+]?\.?[0-9]", value) and any(c.isalpha() for c in value):
+            hint = "give a plain number; the unit is part of the key name"  # e.g. "1.5 Gbps", not "abc"
+        fail("an integer" if f.type == "int" else "a number", hint)
+    if isinstance(value, float) and not math.isfinite(value):
+        fail("a finite number")
+    # bounds before conversion: Python compares any int with a float exactly, without overflow
+    kind, integer = ("an integer", True) if f.type == "int" else ("a number", False)
+    if f.minimum is not None:
+        if f.exclusive_minimum and value <= f.minimum:
+            fail(f"{kind} > {format_bound(f.minimum, integer)}")
+        if not f.exclusive_minimum and value < f.minimum:
+            fail(f"{kind} >= {format_bound(f.minimum, integer)}")
+    if f.maximum is not None and value > f.maximum:
+        fail(f"{kind} <= {format_bound(f.maximum, integer)}")
+    if f.type == "int":
+        if isinstance(value, float):
+            if not value.is_integer():
+                fail("an integer")
+            value = int(value)
+        return value
+    if isinstance(value, int) and abs(value) > 2**53 and not (abs(value) < 2**1024 and int(float(value)) == value):
+        fail("a number a float holds exactly (an integer of at most 2^53)")
+    return float(value)
 
 
 def _field_json(f: Field) -> dict[str, Any]:
@@ -193,8 +301,11 @@ def _field_json(f: Field) -> dict[str, Any]:
 def json_schema(section: Section = HWCONFIG, top: bool = True) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a section, with every field's doc and default."""
     if section.open_keys:
-        return {"type": "object", "description": section.doc,
-                "additionalProperties": {"type": "number"}}
+        values: dict[str, Any] = {"type": "number"}
+        if section.values is not None:
+            values = _field_json(section.values)
+            values.pop("default")
+        return {"type": "object", "description": section.doc, "additionalProperties": values}
     props = {}
     required = []
     for key, item in section.fields.items():
@@ -221,9 +332,21 @@ def markdown_reference(section: Section = HWCONFIG) -> str:
     for path, f in iter_fields(section):
         allowed = ", ".join(f.choices) if f.choices else ""
         if f.minimum is not None or f.maximum is not None:
-            lo = "" if f.minimum is None else f"{'>' if f.exclusive_minimum else '>='} {f.minimum:g}"
-            hi = "" if f.maximum is None else f"<= {f.maximum:g}"
-            allowed = " and ".join(x for x in (lo, hi) if x)
+            allowed = _bounds_text(f)
         lines.append(f"| `{path}` | {f.type} | `{f.default}` | {allowed} | {f.doc} |")
-    lines += ["", "`technology.overrides` maps energy-table entry names (see `snnsim info --tech TABLE`) to values.", ""]
+    lines += ["", "`technology.overrides` maps energy-table entry names (see `snnsim info --tech TABLE`) to values"
+              f" ({ENERGY_OVERRIDE.doc}; {_bounds_text(ENERGY_OVERRIDE)}).", "",
+              "Every number has a physically sane range (the allowed column) so that no single value can overflow"
+              " time, which is integer picoseconds in int64 (at most ~106 days), or make an energy infinite:"
+              f" durations at most {format_bound(MAX_DURATION_NS)} ns (1 s), the frame period at most"
+              f" {format_bound(MAX_FRAME_PERIOD_US)} us, clocks {format_bound(MIN_CLOCK_MHZ)} to"
+              f" {format_bound(MAX_CLOCK_MHZ)} MHz (a cycle of 1e9 ps down to 1 ps), capacities at most 2^30 KiB."
+              " Whether a whole run fits is checked when it is simulated.", ""]
     return "\n".join(lines)
+
+
+def _bounds_text(f: Field) -> str:
+    integer = f.type == "int"
+    lo = "" if f.minimum is None else f"{'>' if f.exclusive_minimum else '>='} {format_bound(f.minimum, integer)}"
+    hi = "" if f.maximum is None else f"<= {format_bound(f.maximum, integer)}"
+    return " and ".join(x for x in (lo, hi) if x)

@@ -148,17 +148,31 @@ def infer_out_shape(layer: Layer, in_shapes: list[tuple[int, ...]]) -> tuple[int
     return (first[0], *spatial)
 
 
-def _ints(value: Any, key: str, n: int | None = None) -> tuple[int, ...]:
+MAX_INT = 2**31 - 1  # bound of every size in a manifest: products of a few stay within int64
+
+
+def _ints(value: Any, key: str, n: int | None = None, shape: bool = False) -> tuple[int, ...]:
+    """A list of JSON integers, each within +-``MAX_INT`` (booleans are not integers here; signs
+    of kernels and paddings are checked with the graph). An integer alone means ``n`` copies of
+    it, except for a ``shape``, which must be a non-empty list of positive integers."""
+    if shape and (not isinstance(value, list) or not value):
+        raise WorkloadError("expected a non-empty list of positive integers", key=key,
+                            expected=f"[int, ...] with each in 1..{MAX_INT}", found=repr(value)[:200])
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value] * (n or 1)
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise WorkloadError("expected a list of integers", key=key, expected="[int, ...]", found=repr(value))
+        raise WorkloadError("expected a list of integers", key=key, expected="[int, ...]", found=repr(value)[:200])
+    lo = 1 if shape else -MAX_INT
+    if not all(lo <= v <= MAX_INT for v in value):
+        raise WorkloadError("integer out of range", key=key, expected=f"integers in {lo}..{MAX_INT}",
+                            found=repr(value)[:200])
     return tuple(value)
 
 
 def _int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise WorkloadError("expected a positive integer", key=key, expected="an integer >= 1", found=repr(value))
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+        raise WorkloadError("expected a positive integer", key=key, expected=f"an integer in 1..{MAX_INT}",
+                            found=repr(value)[:200])
     return value
 
 
@@ -212,19 +226,28 @@ def layer_from_dict(d: Any, index: int) -> Layer:
         if not 0.0 <= leak < 1.0:
             raise WorkloadError("leak out of range", key=f"{key}.neuron.leak", expected="0 <= leak < 1",
                                 found=repr(leak))
+        per_channel = nd_.get("per_channel", False)
+        if not isinstance(per_channel, bool):  # bool("false") is True: only JSON booleans
+            raise WorkloadError("per_channel must be true or false", key=f"{key}.neuron.per_channel",
+                                expected="a JSON boolean", found=repr(per_channel)[:200])
         neuron = Neuron(model=model, threshold=float(thr), leak=float(leak), reset=reset,
-                        per_channel=bool(nd_.get("per_channel", False)))
+                        per_channel=per_channel)
+    extra = d.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise WorkloadError("extra must be a mapping or null", key=f"{key}.extra", expected="a JSON object",
+                            found=repr(extra)[:200])
+    in_shape = d.get("in_shape")
     return Layer(
         name=name, op=op, inputs=list(inputs),
-        out_shape=_ints(d["out_shape"], f"{key}.out_shape"),
-        in_shape=_ints(d.get("in_shape", []), f"{key}.in_shape") if d.get("in_shape") else (),
+        out_shape=_ints(d["out_shape"], f"{key}.out_shape", shape=True),
+        in_shape=() if in_shape is None or in_shape == [] else _ints(in_shape, f"{key}.in_shape", shape=True),
         kernel=_ints(d.get("kernel", 1), f"{key}.kernel", nd) if nd else (),
         stride=_ints(d.get("stride", d.get("kernel", 1)), f"{key}.stride", nd) if nd else (),
         padding=_ints(d.get("padding", 0), f"{key}.padding", nd) if nd else (),
         groups=_int(d.get("groups", 1), f"{key}.groups"),
         weight_bits=_int(d.get("weight_bits", 1), f"{key}.weight_bits"),
         neuron=neuron,
-        extra=dict(d.get("extra", {}) or {}),
+        extra=dict(extra or {}),
     )
 
 

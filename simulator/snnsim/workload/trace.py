@@ -1,5 +1,5 @@
-"""Spike-trace format v1: one ``.npz`` (read with ``allow_pickle=False``), documented in
-``docs/workload-format.md``.
+"""Spike-trace format v1: one ``.npz``, documented in ``docs/workload-format.md``, read by the
+bounded, pickle-free reader of :mod:`.npzfile`.
 
 Arrays (NIRData's time-gridded layout: samples x steps x neurons):
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,8 @@ import numpy as np
 
 from ..errors import WorkloadError, did_you_mean
 from ..fileio import atomic_write
-from .graph import Layer, check_graph, layer_from_dict
+from .graph import Layer, check_graph, check_graph_once, layer_from_dict
+from .npzfile import NpzArchive, describe_dtype, os_error_text, sniff
 
 FORMAT_NAME = "snnsim-trace"
 FORMAT_VERSION = 1
@@ -89,11 +90,22 @@ class Workload:
         raise WorkloadError("the trace holds no weights for this layer", file=self.source, key=f"weights/{name}",
                             expected="weights/<layer> or binary_weights/<layer>", found="neither")
 
+    def packed(self, name: str) -> np.ndarray:
+        """The packed spikes of a spiking layer, after a cheap check of their type, dtype and
+        shape (an array put in place by hand may be anything)."""
+        layer = self.layer(name)
+        a = self.packed_spikes.get(name)
+        want = (self.samples, self.time_steps, math.ceil(layer.out_size / 8))
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.shape != want:
+            raise WorkloadError("packed spikes missing or misshaped", file=self.source,
+                                key=f"packed_spikes[{name!r}]", expected=f"uint8 ndarray {list(want)}",
+                                found=describe_array(a), suggestion=PACK_HINT)
+        return a
+
     def spikes(self, name: str) -> np.ndarray:
         """Unpacked spikes of a layer: bool (samples, T, *out_shape)."""
         layer = self.layer(name)
-        packed = self.packed_spikes[name]
-        flat = np.unpackbits(packed, axis=-1, count=layer.out_size).astype(bool)
+        flat = np.unpackbits(self.packed(name), axis=-1, count=layer.out_size).astype(bool)
         return flat.reshape(self.samples, self.time_steps, *layer.out_shape)
 
     def spike_counts(self, name: str) -> np.ndarray:
@@ -103,7 +115,7 @@ class Workload:
     def spike_form(self, name: str):
         """A layer's spikes in the form the replay kernels read (:mod:`snnsim.hw.spikes`)."""
         hit = self.__dict__.get("_derived", {}).get(("form", name))
-        if hit is not None and hit[0] is self.packed_spikes[name] and not hit[0].flags.writeable:
+        if hit is not None and hit[0] is self.packed_spikes.get(name) and not hit[0].flags.writeable:
             return hit[1]  # the common case, kept short: every replay asks for every map
         from ..hw.spikes import spike_form
 
@@ -118,7 +130,7 @@ class Workload:
         trace reuses what was derived from its spikes once. A writable array (one a caller may
         still change) is never cached, and replacing an array invalidates what was derived
         from the old one."""
-        arr = self.packed_spikes[name]
+        arr = self.packed(name)
         if arr.flags.writeable:
             return compute(arr)
         cache = self.__dict__.setdefault("_derived", {})
@@ -129,7 +141,7 @@ class Workload:
 
     def spike_count_table(self, names: list[str]) -> np.ndarray:
         """Spikes per (sample, layer of ``names``, step), int64, derived like :meth:`derived`."""
-        arrays = tuple(self.packed_spikes[n] for n in names)
+        arrays = tuple(self.packed_spikes.get(n) for n in names)
         cache = self.__dict__.setdefault("_count_tables", {})
         key = tuple(names)
         hit = cache.get(key)
@@ -195,6 +207,129 @@ def _check_arrays(wl: Workload) -> None:
                                 expected="one per output channel of a layer with a neuron", found=f"{list(th.shape)}")
 
 
+PACK_HINT = ("build packed spikes with snnsim.workload.trace.pack_spikes(bool array (samples, T, *out_shape)) "
+             "and put them in place: wl.packed_spikes[name] = pack_spikes(edited)")
+
+
+def describe_array(a: Any) -> str:
+    """``float32 ('<f4') [2, 3]`` for an array, the type name for anything else."""
+    if isinstance(a, np.ndarray):
+        return f"{describe_dtype(a.dtype)} {list(a.shape)}"
+    return "nothing" if a is None else f"a {type(a).__name__}, not a numpy array"
+
+
+def _frozen(a: np.ndarray) -> bool:
+    """Read-only and so is the memory under it: a check of its values stays true while the same
+    array object is in place (a read-only view of a writable array could still change)."""
+    base = a.base
+    return not a.flags.writeable and (base is None or isinstance(base, bytes)
+                                      or isinstance(base, np.ndarray) and not base.flags.writeable)
+
+
+def check_replay_arrays(wl: Workload) -> None:
+    """Check every array a replay (:func:`snnsim.simulation.simulate`) reads, cheaply.
+
+    The loader checks what a file holds; a caller may since have put other arrays in place
+    (``docs/workload-format.md`` tells how to edit spikes that way), and a wrong dtype or shape
+    would otherwise give silently wrong counts (a uint16 bitmap) or a raw NumPy error. Checked:
+    the graph; ``input`` float32 (samples, *input_shape), finite, in [0, 1]; per spiking layer,
+    packed spikes uint8 (samples, T, ceil(N / 8)) with zero padding bits; every weight array
+    float32 of the layer's weight shape and finite; binary weights uint8 (ceil(N_w / 8),) with
+    float32 scales (C_out,) > 0; thresholds float32 (C_out,) > 0, present where per-channel.
+
+    What passed is remembered per read-only array (by identity, as :meth:`Workload.derived`
+    keeps what it derives); a writable array is checked again at every call."""
+    snapshot = _replay_snapshot(wl)
+    last = wl.__dict__.get("_replay_ok")
+    if last is not None and len(last) == len(snapshot) and all(a is b for a, b in zip(last, snapshot, strict=True)):
+        return  # the same read-only arrays and graph that passed last time: nothing to check again
+    src = wl.source
+    x = wl.input
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim < 2 or x.size == 0:
+        raise WorkloadError("input is not a float32 array (samples, *input_shape)", file=src, key="input",
+                            expected="float32 ndarray (samples, *input_shape), values in [0, 1]",
+                            found=describe_array(x), suggestion="np.asarray(images, dtype=np.float32)")
+    t = wl.time_steps
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1:
+        raise WorkloadError("time_steps must be a positive integer", file=src, key="time_steps",
+                            expected="an integer >= 1", found=repr(t))
+    try:
+        check_graph_once(wl, wl.layers, wl.input_shape)
+    except WorkloadError as e:
+        raise WorkloadError(e.message, file=e.file or src, key=e.key, expected=e.expected, found=e.found,
+                            suggestion=e.suggestion) from None
+    done = wl.__dict__.setdefault("_replay_checked", {})
+
+    def once(slot: tuple, a: Any, key: str, dtype: Any, shape: tuple[int, ...], check: Callable) -> None:
+        hit = done.get(slot)
+        if hit is not None and hit[0] is a and hit[1] == shape:
+            return
+        if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype) or a.shape != shape:
+            raise WorkloadError("array missing or misshaped", file=src, key=key,
+                                expected=f"{describe_dtype(np.dtype(dtype))} ndarray {list(shape)}",
+                                found=describe_array(a), suggestion=PACK_HINT if dtype is np.uint8 else None)
+        _raise(check(a))
+        if _frozen(a):
+            done[slot] = (a, shape)
+        else:
+            done.pop(slot, None)
+
+    def values(kind: str, key: str) -> Callable:
+        return lambda a: _value_error(src, key, a, kind)
+
+    once(("input",), x, "input", np.float32, x.shape, values("input", "input"))
+    names = {la.name: la for la in wl.layers}
+    for layer in wl.layers:
+        if layer.spiking:
+            key = f"packed_spikes[{layer.name!r}]"
+            want = (wl.samples, int(t), math.ceil(layer.out_size / 8))
+            once(("spikes", layer.name, layer.out_size), wl.packed_spikes.get(layer.name), key, np.uint8, want,
+                 lambda a, la=layer, k=key: _padding_error(a, la.out_size, src, k))
+        if layer.neuron is not None and layer.neuron.per_channel and layer.name not in wl.thresholds:
+            raise WorkloadError("per-channel thresholds missing", file=src, key=f"thresholds[{layer.name!r}]",
+                                expected=f"float32 [{layer.out_shape[0]}]", found="nothing")
+    for what, table in (("packed_spikes", wl.packed_spikes), ("weights", wl.weights),
+                        ("packed_weights", wl.packed_weights), ("thresholds", wl.thresholds)):
+        for name in table:
+            la = names.get(name)
+            fits = la is not None and {"packed_spikes": la.spiking, "thresholds": la.neuron is not None}.get(
+                what, la.weight_shape is not None)
+            if not fits:
+                raise WorkloadError(f"{what} of a layer that has none or is not in the graph", file=src,
+                                    key=f"{what}[{name!r}]", expected="a layer of the graph that takes them",
+                                    found=name, suggestion=did_you_mean(name, names))
+    for name, w in wl.weights.items():
+        key = f"weights[{name!r}]"
+        once(("weights", name), w, key, np.float32, names[name].weight_shape, values("finite", key))
+    for name, pair in wl.packed_weights.items():
+        shape = names[name].weight_shape
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise WorkloadError("binary weights must be a pair", file=src, key=f"packed_weights[{name!r}]",
+                                expected="(packed sign bits, per-channel scales)", found=describe_array(pair))
+        once(("bits", name), pair[0], f"packed_weights[{name!r}][0]", np.uint8,
+             (math.ceil(math.prod(shape) / 8),), lambda a: None)
+        key = f"packed_weights[{name!r}][1]"
+        once(("scales", name), pair[1], key, np.float32, (shape[0],), values("positive", key))
+    for name, th in wl.thresholds.items():
+        key = f"thresholds[{name!r}]"
+        once(("thresholds", name), th, key, np.float32, (names[name].out_shape[0],), values("positive", key))
+    arrays = [a for a in snapshot if isinstance(a, np.ndarray)]
+    wl.__dict__["_replay_ok"] = snapshot if all(_frozen(a) for a in arrays) else None
+
+
+def _replay_snapshot(wl: Workload) -> tuple:
+    """Everything :func:`check_replay_arrays` reads, as objects compared by identity."""
+    out: list[Any] = [wl.input, wl.time_steps, wl.__dict__.get("_checked_graph"), len(wl.layers)]
+    for table in (wl.packed_spikes, wl.weights, wl.thresholds):
+        out.append(len(table))
+        for name, a in table.items():
+            out += [name, a]
+    out.append(len(wl.packed_weights))
+    for name, pair in wl.packed_weights.items():
+        out += [name, pair] + (list(pair) if isinstance(pair, tuple) else [])
+    return tuple(out)
+
+
 def binary_form(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(packed signs, per-channel scale) if every weight of a channel is +-the same scale > 0."""
     w = np.asarray(w, dtype=np.float32)
@@ -235,70 +370,62 @@ def save_workload(wl: Workload, path: str | Path, compressed: bool = False) -> P
     return atomic_write(path, write)
 
 
-def _expect(arrays: Any, name: str, shape: tuple[int, ...], dtype: Any, source: str) -> np.ndarray:
-    if name not in arrays.files:
-        raise WorkloadError("array missing", file=source, key=name,
-                            expected=f"{np.dtype(dtype).name} array of shape {list(shape)}", found="no such array",
-                            suggestion=did_you_mean(name, arrays.files))
-    try:
-        a = arrays[name]
-    except ValueError as e:
-        raise WorkloadError("array cannot be read without pickle (object arrays are refused)", file=source,
-                            key=name, expected=f"{np.dtype(dtype).name} array", found=str(e).split(".")[0]) from None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise WorkloadError("array is damaged", file=source, key=name, expected="a readable array",
-                            found=str(e)) from None
-    if a.dtype != np.dtype(dtype) or tuple(a.shape) != tuple(shape):
-        raise WorkloadError("array has the wrong shape or dtype", file=source, key=name,
-                            expected=f"{np.dtype(dtype).name} {list(shape)}", found=f"{a.dtype.name} {list(a.shape)}")
-    return a
+# Bounds of the manifest (the arrays are bounded by the file, see npzfile): counts and sizes fit
+# in 31 bits so no product of a few of them overflows int64 in a kernel
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_COUNT = 2**31 - 1
+_FROM_NIR = "snnsim workload from-nir GRAPH --inputs INPUTS.npy -o TRACE.npz"
+_SWAPPED = ("the arguments look swapped: give the hardware config first, then the trace "
+            "(snnsim run HWCONFIG TRACE)")
 
 
 def load_workload(path: str | Path) -> Workload:
-    """Read and check a v1 trace: every array against the manifest, the graph for consistency."""
+    """Read and check a v1 trace: the file's kind, the container (:class:`.npzfile.NpzArchive`),
+    the manifest's types, the graph, every array's header against the manifest before any data
+    is read, then the values (input in [0, 1], padding bits zero, thresholds and scales > 0)."""
     source = str(path)
     p = Path(path)
-    if not p.exists():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
         raise WorkloadError("file not found", file=source, expected="an existing .npz spike trace",
-                            found="no such file")
-    if p.is_dir():
+                            found="no such file") from None
+    except (OSError, ValueError) as e:  # ENAMETOOLONG, EACCES, ELOOP, an embedded NUL...
+        raise WorkloadError("cannot open the file", file=source, expected="a readable .npz spike trace",
+                            found=os_error_text(e) if isinstance(e, OSError) else str(e)) from None
+    if stat.S_ISDIR(st.st_mode):
         raise WorkloadError("is a directory", file=source, expected="an .npz file", found="a directory")
-    try:
-        arrays = np.load(p, allow_pickle=False)
-    except ValueError as e:
-        raise WorkloadError("not a spike trace: the file holds a pickle, which snnsim never loads", file=source,
-                            expected="an .npz archive written by snnsim", found=str(e).split(".")[0]) from None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise WorkloadError("not an .npz archive (truncated or another format)", file=source,
-                            expected="an .npz archive", found=str(e) or type(e).__name__) from None
-    if not isinstance(arrays, np.lib.npyio.NpzFile):
-        raise WorkloadError("not an .npz archive", file=source, expected="an .npz archive of named arrays",
-                            found="a single .npy array")
-    with arrays:
-        if "manifest" not in arrays.files:
-            raise WorkloadError("no manifest", file=source, key="manifest",
-                                expected="a 'manifest' array (UTF-8 JSON)", found=f"arrays {sorted(arrays.files)[:8]}")
-        m = _expect_any(arrays, "manifest", source)
-        if m.dtype != np.uint8 or m.ndim != 1:
-            raise WorkloadError("manifest must be UTF-8 bytes", file=source, key="manifest",
-                                expected="uint8 1-D array", found=f"{m.dtype.name} {list(m.shape)}")
-        try:
-            man = json.loads(m.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise WorkloadError("manifest is not valid JSON", file=source, key="manifest", expected="UTF-8 JSON",
-                                found=str(e)) from None
-        return _from_manifest(man, arrays, source)
+    if not stat.S_ISREG(st.st_mode):  # opening a FIFO would wait for a writer
+        raise WorkloadError("not a regular file", file=source, expected="an .npz file",
+                            found="a FIFO, device or socket")
+    _refuse_other_formats(sniff(p, source), source)
+    with NpzArchive(p, source) as z:
+        return _from_manifest(_read_manifest(z, source), z, source)
 
 
-def _expect_any(arrays: Any, name: str, source: str) -> np.ndarray:
-    try:
-        return arrays[name]
-    except ValueError as e:
-        raise WorkloadError("array cannot be read without pickle (object arrays are refused)", file=source,
-                            key=name, expected="a plain numeric array", found=str(e).split(".")[0]) from None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise WorkloadError("array is damaged", file=source, key=name, expected="a readable array",
-                            found=str(e)) from None
+def _refuse_other_formats(kind: str, source: str) -> None:
+    """A clear message for the files most often given in a trace's place."""
+    if kind == "zip":
+        return
+    message, found, hint = {
+        "hdf5": ("this is a NIR graph (HDF5), not a spike trace", "an HDF5 file",
+                 f"make a trace from it: {_FROM_NIR} (or --spikes DATA for recorded spikes)"),
+        "npy": ("not an .npz archive: a single .npy array, not a spike trace", "a single .npy array",
+                "a trace is an .npz of named arrays (save_workload writes one); from a NIR graph and "
+                f"its inputs: {_FROM_NIR}"),
+        "yaml": ("this is a YAML file (a hardware config?), not an .npz spike trace", "YAML text", _SWAPPED),
+        "text": ("not an .npz archive: the file is text", "text", f"if it is a hardware config, {_SWAPPED}"),
+        "empty": ("not an .npz archive: the file is empty", "0 bytes", None),
+    }.get(kind, ("not an .npz archive (another format)", "bytes of another format", None))
+    raise WorkloadError(message, file=source, expected="an .npz spike trace (format v1)", found=found,
+                        suggestion=hint)
+
+
+def _read_manifest(z: NpzArchive, source: str) -> Any:
+    if "manifest" not in z.names:
+        raise WorkloadError("no manifest", file=source, key="manifest",
+                            expected="a 'manifest' array (UTF-8 JSON)", found=f"arrays {sorted(z.names)[:8]}")
+    return z.read_json("manifest", MAX_MANIFEST_BYTES)
 
 
 def _field(man: dict, key: str, kind: type | tuple, source: str, check=None, expected: str = "") -> Any:
@@ -309,13 +436,26 @@ def _field(man: dict, key: str, kind: type | tuple, source: str, check=None, exp
     v = man[key]
     if not isinstance(v, kind) or isinstance(v, bool) and kind is int or (check and not check(v)):
         raise WorkloadError("invalid manifest field", file=source, key=f"manifest.{key}",
-                            expected=expected or getattr(kind, "__name__", str(kind)), found=repr(v))
+                            expected=expected or getattr(kind, "__name__", str(kind)), found=repr(v)[:200])
+    return v
+
+
+def _is_count(v: Any) -> bool:
+    """A JSON integer (not a boolean) in 1..MAX_COUNT."""
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_COUNT
+
+
+def _text(man: dict, key: str, default: str, source: str) -> str:
+    v = man.get(key, default)
+    if not isinstance(v, str):
+        raise WorkloadError("invalid manifest field", file=source, key=f"manifest.{key}", expected="a string",
+                            found=repr(v)[:200])
     return v
 
 
 def _weighted_layer(array_name: str, by_name: dict[str, Layer], source: str) -> str:
     """The layer a ``weights/``-like array belongs to; it must exist and have weights."""
-    lname = array_name.split("/", 1)[1]
+    lname = array_name.partition("/")[2]
     if lname not in by_name or by_name[lname].weight_shape is None:
         raise WorkloadError("weights for a layer that has none", file=source, key=array_name,
                             expected="a conv2d, conv3d or linear layer", found=lname,
@@ -323,99 +463,155 @@ def _weighted_layer(array_name: str, by_name: dict[str, Layer], source: str) -> 
     return lname
 
 
-def _from_manifest(man: Any, arrays: Any, source: str) -> Workload:
+def _array_plan(names: list[str], layers: list[Layer], samples: int, steps: int, in_shape: tuple[int, ...],
+                source: str) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """name -> (dtype, shape) of every array the file must and may hold, from the manifest; an
+    unexpected, misplaced or missing array is refused here, before any array is read."""
+    by_name = {layer.name: layer for layer in layers}
+    plan: dict[str, tuple[Any, tuple[int, ...]]] = {"input": (np.float32, (samples, *in_shape))}
+    for layer in layers:
+        if layer.spiking:
+            plan[f"spikes/{layer.name}"] = (np.uint8, (samples, steps, math.ceil(layer.out_size / 8)))
+    present = set(names)
+    for name in names:
+        prefix, _, lname = name.partition("/")
+        if name in ("manifest", "input"):
+            continue
+        if prefix == "spikes":
+            if name not in plan:
+                raise WorkloadError("spikes for a layer that is not spiking or not in the manifest", file=source,
+                                    key=name, expected="one array per spiking layer", found=name)
+        elif prefix == "weights":
+            plan[name] = (np.float32, by_name[_weighted_layer(name, by_name, source)].weight_shape)
+        elif prefix == "binary_weights":
+            shape = by_name[_weighted_layer(name, by_name, source)].weight_shape
+            plan[name] = (np.uint8, (math.ceil(math.prod(shape) / 8),))
+            plan[f"weight_scales/{lname}"] = (np.float32, (shape[0],))
+        elif prefix == "weight_scales":
+            if f"binary_weights/{lname}" not in present:
+                raise WorkloadError("weight scales without binary weights", file=source, key=name,
+                                    expected=f"binary_weights/{lname} beside it", found="none")
+        elif prefix == "thresholds":
+            if lname not in by_name or by_name[lname].neuron is None:
+                raise WorkloadError("thresholds for a layer without a neuron", file=source, key=name,
+                                    expected="a layer with a neuron", found=lname,
+                                    suggestion=did_you_mean(lname, by_name))
+            plan[name] = (np.float32, (by_name[lname].out_shape[0],))
+        else:
+            raise WorkloadError("unexpected array", file=source, key=name,
+                                expected="manifest, input, spikes/*, weights/*, binary_weights/*, "
+                                "weight_scales/*, thresholds/*", found=name)
+    for name, (dtype, shape) in plan.items():
+        if name not in present:
+            raise WorkloadError("array missing", file=source, key=name,
+                                expected=f"{describe_dtype(np.dtype(dtype))} array of shape {list(shape)}",
+                                found="no such array", suggestion=did_you_mean(name, names))
+    for layer in layers:
+        if layer.neuron is not None and layer.neuron.per_channel and f"thresholds/{layer.name}" not in plan:
+            raise WorkloadError("per-channel thresholds missing", file=source, key=f"thresholds/{layer.name}",
+                                expected=f"float32 [{layer.out_shape[0]}]", found="no such array")
+    return plan
+
+
+def _finite(a: np.ndarray) -> bool:
+    """No NaN or infinity (min and max propagate both; no temporary array)."""
+    return a.size == 0 or (math.isfinite(a.min()) and math.isfinite(a.max()))
+
+
+def _value_error(source: str, key: str, a: np.ndarray, kind: str) -> WorkloadError | None:
+    """The error for values a replay must not see, or None: ``input`` in [0, 1], ``positive``
+    finite values > 0, ``finite`` values."""
+    if a.size == 0:
+        return None
+    lo, hi = float(a.min()), float(a.max())
+    if math.isfinite(lo) and math.isfinite(hi):
+        if kind == "input" and (lo < 0.0 or hi > 1.0):
+            return WorkloadError("input values out of range", file=source, key=key,
+                                 expected="analog pixel values in [0, 1]", found=f"[{lo:g}, {hi:g}]")
+        if kind == "positive" and lo <= 0.0:
+            return WorkloadError("values must be finite and positive", file=source, key=key,
+                                 expected="values > 0", found=f"min {lo:g}")
+        return None
+    what = {"input": "finite values in [0, 1]", "positive": "finite values > 0"}.get(kind, "finite values")
+    return WorkloadError("array holds NaN or infinite values", file=source, key=key, expected=what,
+                         found="non-finite values")
+
+
+def _padding_error(a: np.ndarray, n_neurons: int, source: str, key: str) -> WorkloadError | None:
+    pad = a.shape[-1] * 8 - n_neurons
+    if pad and np.any(a[..., -1] & np.uint8((1 << pad) - 1)):
+        return WorkloadError("padding bits past the last neuron are set", file=source, key=key,
+                             expected=f"the last {pad} bits of each row zero", found="ones in the padding",
+                             suggestion="pack spikes with pack_spikes(bool array (samples, T, *out_shape))")
+    return None
+
+
+def _raise(err: WorkloadError | None) -> None:
+    if err is not None:
+        raise err
+
+
+def _from_manifest(man: Any, z: NpzArchive, source: str) -> Workload:
     if not isinstance(man, dict):
         raise WorkloadError("manifest must be a JSON object", file=source, key="manifest",
                             expected="{...}", found=type(man).__name__)
     fmt = man.get("format")
     if fmt != FORMAT_NAME:
         raise WorkloadError("not an snnsim trace", file=source, key="manifest.format",
-                            expected=repr(FORMAT_NAME), found=repr(fmt))
+                            expected=repr(FORMAT_NAME), found=repr(fmt)[:200])
     version = man.get("version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise WorkloadError("unsupported format version", file=source, key="manifest.version",
-                            expected=str(FORMAT_VERSION), found=repr(version),
+                            expected=str(FORMAT_VERSION), found=repr(version)[:200],
                             suggestion="upgrade snnsim, or re-export the trace" if isinstance(version, int)
                             and version > FORMAT_VERSION else None)
-    steps = _field(man, "time_steps", int, source, lambda v: v >= 1, "an integer >= 1")
-    samples = _field(man, "samples", int, source, lambda v: v >= 1, "an integer >= 1")
+    count = f"an integer in 1..{MAX_COUNT}"
+    steps = _field(man, "time_steps", int, source, _is_count, count)
+    samples = _field(man, "samples", int, source, _is_count, count)
     encoding = man.get("encoding", "direct")
-    if encoding not in ENCODINGS:
+    if not isinstance(encoding, str) or encoding not in ENCODINGS:
         raise WorkloadError("unsupported input encoding", file=source, key="manifest.encoding",
-                            expected=" or ".join(ENCODINGS), found=repr(encoding))
+                            expected=" or ".join(ENCODINGS), found=repr(encoding)[:200])
+    model, dataset = _text(man, "model", "unnamed", source), _text(man, "dataset", "unknown", source)
+    provenance = man.get("provenance")
+    if provenance is not None and not isinstance(provenance, dict):
+        raise WorkloadError("invalid manifest field", file=source, key="manifest.provenance",
+                            expected="a JSON object (or null)", found=repr(provenance)[:200])
     inp = _field(man, "input", dict, source, expected="{shape: [...]}")
     shape = inp.get("shape")
-    if not isinstance(shape, list) or not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
+    if not isinstance(shape, list) or not shape or not all(_is_count(s) for s in shape):
         raise WorkloadError("invalid input shape", file=source, key="manifest.input.shape",
-                            expected="a list of positive integers (channels first)", found=repr(shape))
+                            expected=f"a non-empty list of integers in 1..{MAX_COUNT} (channels first)",
+                            found=repr(shape)[:200])
     layers_raw = _field(man, "layers", list, source, lambda v: len(v) > 0, "a non-empty list of layers")
     try:
         layers = [layer_from_dict(d, i) for i, d in enumerate(layers_raw)]
         check_graph(layers, tuple(shape))
     except WorkloadError as e:
-        e.file = source
         raise WorkloadError(e.message, file=source, key=e.key, expected=e.expected, found=e.found,
                             suggestion=e.suggestion) from None
-    x = _expect(arrays, "input", (samples, *shape), np.float32, source)
-    if not np.all(np.isfinite(x)):
-        raise WorkloadError("input holds NaN or infinite values", file=source, key="input",
-                            expected="finite values in [0, 1]", found="non-finite values")
-    if x.size and (x.min() < 0.0 or x.max() > 1.0):
-        raise WorkloadError("input values out of range", file=source, key="input",
-                            expected="analog pixel values in [0, 1]", found=f"[{x.min():g}, {x.max():g}]")
-    packed = {}
-    for layer in layers:
-        if layer.spiking:
-            nbytes = math.ceil(layer.out_size / 8)
-            a = _expect(arrays, f"spikes/{layer.name}", (samples, steps, nbytes), np.uint8, source)
-            pad = nbytes * 8 - layer.out_size
-            if pad and np.any(a[..., -1] & np.uint8((1 << pad) - 1)):
-                raise WorkloadError("padding bits past the last neuron are set", file=source,
-                                    key=f"spikes/{layer.name}", expected=f"the last {pad} bits of each row zero",
-                                    found="ones in the padding")
-            a.flags.writeable = False  # the trace's record: what is derived from it can be kept
-            packed[layer.name] = a
-    weights, thresholds, packed_weights = {}, {}, {}
-    by_name = {layer.name: layer for layer in layers}
-    for name in arrays.files:
-        if name.startswith("weights/"):
-            lname = _weighted_layer(name, by_name, source)
-            weights[lname] = _expect(arrays, name, by_name[lname].weight_shape, np.float32, source)
-        elif name.startswith("binary_weights/"):
-            lname = _weighted_layer(name, by_name, source)
-            shape = by_name[lname].weight_shape
-            bits = _expect(arrays, name, (math.ceil(math.prod(shape) / 8),), np.uint8, source)
-            scales = _expect(arrays, f"weight_scales/{lname}", (shape[0],), np.float32, source)
-            if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
-                raise WorkloadError("weight scales must be finite and positive", file=source,
-                                    key=f"weight_scales/{lname}", expected="values > 0", found=f"min {scales.min():g}")
-            packed_weights[lname] = (bits, scales)
-        elif name.startswith("weight_scales/"):
-            if f"binary_weights/{name.split('/', 1)[1]}" not in arrays.files:
-                raise WorkloadError("weight scales without binary weights", file=source, key=name,
-                                    expected=f"binary_weights/{name.split('/', 1)[1]} beside it", found="none")
-        elif name.startswith("thresholds/"):
-            lname = name.split("/", 1)[1]
-            if lname not in by_name or by_name[lname].neuron is None:
-                raise WorkloadError("thresholds for a layer without a neuron", file=source, key=name,
-                                    expected="a layer with a neuron", found=lname,
-                                    suggestion=did_you_mean(lname, by_name))
-            thresholds[lname] = _expect(arrays, name, (by_name[lname].out_shape[0],), np.float32, source)
-            if not np.all(np.isfinite(thresholds[lname])) or np.any(thresholds[lname] <= 0):
-                raise WorkloadError("thresholds must be finite and positive", file=source, key=name,
-                                    expected="values > 0", found=f"min {thresholds[lname].min():g}")
-        elif name not in ("manifest", "input") and not name.startswith("spikes/"):
-            raise WorkloadError("unexpected array", file=source, key=name,
-                                expected="manifest, input, spikes/*, weights/*, binary_weights/*, "
-                                "weight_scales/*, thresholds/*", found=name)
-        elif name.startswith("spikes/") and name.split("/", 1)[1] not in packed:
-            raise WorkloadError("spikes for a layer that is not spiking or not in the manifest", file=source,
-                                key=name, expected="one array per spiking layer", found=name)
-    for layer in layers:
-        if layer.neuron is not None and layer.neuron.per_channel and layer.name not in thresholds:
-            raise WorkloadError("per-channel thresholds missing", file=source, key=f"thresholds/{layer.name}",
-                                expected=f"float32 [{layer.out_shape[0]}]", found="no such array")
-    return Workload(layers=layers, input=x, packed_spikes=packed, time_steps=steps,
-                    model=str(man.get("model", "unnamed")), dataset=str(man.get("dataset", "unknown")),
-                    encoding=encoding, weights=weights, thresholds=thresholds, packed_weights=packed_weights,
-                    provenance=dict(man.get("provenance", {}) or {}), source=source)
+    plan = _array_plan(z.names, layers, samples, steps, tuple(shape), source)
+    for name, (dtype, want) in plan.items():  # every header before any data: a lie fails here
+        z.expect(name, dtype, want)
+    sizes = {layer.name: layer.out_size for layer in layers}
+    arrays = {}
+    for name, (dtype, want) in plan.items():
+        a = arrays[name] = z.read(name, dtype, want)
+        a.flags.writeable = False  # the trace's record: what is checked and derived from it can be kept
+        prefix, _, lname = name.partition("/")
+        if name == "input":
+            _raise(_value_error(source, name, a, "input"))
+        elif prefix == "spikes":
+            _raise(_padding_error(a, sizes[lname], source, name))
+        elif a.dtype.kind == "f":
+            _raise(_value_error(source, name, a, "positive" if prefix in ("thresholds", "weight_scales")
+                                else "finite"))
+    packed = {n.partition("/")[2]: a for n, a in arrays.items() if n.startswith("spikes/")}
+    weights = {n.partition("/")[2]: a for n, a in arrays.items() if n.startswith("weights/")}
+    thresholds = {n.partition("/")[2]: a for n, a in arrays.items() if n.startswith("thresholds/")}
+    packed_weights = {n.partition("/")[2]: (a, arrays[f"weight_scales/{n.partition('/')[2]}"])
+                      for n, a in arrays.items() if n.startswith("binary_weights/")}
+    return Workload(layers=layers, input=arrays["input"], packed_spikes=packed, time_steps=steps,
+                    model=model, dataset=dataset, encoding=encoding, weights=weights, thresholds=thresholds,
+                    packed_weights=packed_weights, provenance=dict(provenance or {}), source=source)
+
