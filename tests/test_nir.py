@@ -312,3 +312,27 @@ def test_missing_nir_says_how_to_install(monkeypatch):
     with pytest.raises(UsageError) as e:
         require_nir()
     assert 'pip install "snnsim[nir]"' in str(e.value)
+
+
+def test_inputs_files_are_read_with_bounds(tmp_path):
+    """--inputs files: a .npy whose header claims 10^12 values and a damaged header are refused
+    before anything is allocated (an .npz goes through the trace reader's checks); good ones load."""
+    from numpy.lib import format as npy_format
+
+    rng = np.random.default_rng(0)
+    g = _network(rng)
+    nir.write(tmp_path / "g.nir", g)
+    x = rng.random((2, 2, 6, 6))
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "x.npz", input=x)
+    for good in ("x.npy", "x.npz"):
+        wl = workload_from_nir(tmp_path / "g.nir", inputs=tmp_path / good, time_steps=2, dt=1.0)
+        assert wl.samples == 2
+    with open(tmp_path / "huge.npy", "wb") as fh:
+        npy_format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)})
+        fh.write(b"\0" * 16)
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4',\n")
+    for bad in ("huge.npy", "bad.npy"):
+        with pytest.raises(WorkloadError) as e:
+            workload_from_nir(tmp_path / "g.nir", inputs=tmp_path / bad, time_steps=2, dt=1.0)
+        assert e.value.file.endswith(bad)

@@ -867,19 +867,27 @@ def _load_inputs(inputs: Any, shape: tuple[int, ...], nir_shape: tuple[int, ...]
         if not p.is_file():
             raise WorkloadError("inputs file not found", file=str(inputs), expected="a .npy or .npz array",
                                 found="no such file")
-        try:
-            a = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise WorkloadError("inputs file is not a NumPy array", file=str(inputs), expected=".npy or .npz",
-                                found=str(e)) from None
-        if isinstance(a, np.lib.npyio.NpzFile):
-            with a:
-                names = a.files
+        with open(p, "rb") as fh:
+            zipped = fh.read(4) == b"PK\x03\x04"
+        if zipped:  # every member's header and size checked before its data is read
+            from ..workload.npzfile import NpzArchive
+
+            with NpzArchive(p, str(inputs)) as z:
+                names = z.names
                 key = "input" if "input" in names else names[0] if len(names) == 1 else None
                 if key is None:
                     raise WorkloadError("inputs .npz holds several arrays", file=str(inputs), key="input",
                                         expected="an array named 'input' or a single array", found=str(names))
-                a = a[key]
+                a = z.read(key)
+        else:
+            try:  # memory-mapped: a header that claims more than the file holds fails before any allocation
+                a = np.load(p, allow_pickle=False, mmap_mode="r")
+            except Exception as e:  # a damaged header raises ValueError, SyntaxError, TokenError...
+                raise WorkloadError("inputs file is not a readable NumPy array", file=str(inputs),
+                                    expected=".npy or .npz of numbers", found=f"{type(e).__name__}: {e}"[:200]) from None
+            if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+                raise WorkloadError("inputs file is not an array of numbers", file=str(inputs),
+                                    expected="a numeric .npy array", found=str(getattr(a, "dtype", type(a).__name__)))
         src = str(inputs)
     else:
         a, src = np.asarray(inputs), "inputs"
