@@ -307,3 +307,22 @@ def test_a_non_finite_result_is_refused_not_printed():
     with pytest.raises(ConfigError) as e:
         check_finite({"layers": [{"energy_pj_per_frame": math.inf}]}, "chip.yaml")
     assert "summary.layers.0.energy_pj_per_frame" in e.value.expected
+
+
+def test_an_edited_workload_is_checked_before_it_is_replayed():
+    """docs/workload-format.md says to replace wl.packed_spikes[name] to edit spikes: a uint16
+    copy or a wrong shape must be refused naming the array, not counted silently."""
+    from snnsim.errors import WorkloadError
+
+    wl = make_tiny_workload()
+    h = hw(TINY_P2M)
+    good = simulate(h, wl).summary["operations"]["synaptic_ops_per_frame"]
+    wl.packed_spikes["c1"] = wl.packed_spikes["c1"].astype(np.uint16)
+    with pytest.raises(WorkloadError) as e:
+        simulate(h, wl)
+    assert "c1" in e.value.key and "uint16" in e.value.found
+    wl.packed_spikes["c1"] = make_tiny_workload().packed_spikes["c1"][:, :1]
+    with pytest.raises(WorkloadError):
+        simulate(h, wl)
+    wl.packed_spikes["c1"] = make_tiny_workload().packed_spikes["c1"]
+    assert simulate(h, wl).summary["operations"]["synaptic_ops_per_frame"] == good
