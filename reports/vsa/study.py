@@ -145,7 +145,9 @@ def _markdown(rows, out: Path, traces) -> None:
     L = ["# VSA reproduction: TOPS/W, fusion, vector width and time steps", "",
          "Regenerate: `python reports/vsa/study.py`. Chip: `hwconfigs/vsa.yaml` (technology `vsa_28nm`); "
          "traces: `workloads/vsa_mnist.npz`, `workloads/vsa_cifar10.npz` (untrained binary networks with "
-         "calibrated activity over real inputs; see workloads/README.md).", "",
+         "calibrated activity over real inputs; see workloads/README.md). The grey MNIST frames come from a "
+         "monochrome array (`--set sensor.photodiodes_per_pixel=1`), the CIFAR-10 photos from the chip's Bayer "
+         "array: the sensor's colour model must match the trace's input channels.", "",
          "## What an op is", "",
          "- **effective**: 2 ops per synaptic operation the core actually performs (one accumulate of a binary",
          "  weight into a membrane, for each input spike and each output it reaches) and 2 per MAC of the",

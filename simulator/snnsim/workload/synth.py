@@ -942,6 +942,8 @@ def synthesize(topology: str, *, samples: int, time_steps: int | None = None, ou
         provenance["weights_note"] = (
             f"{n_params} parameters: only conv0's weights are stored; the others are regenerated "
             "bit-exactly by synthesize(..., store_weights=True) with the same arguments")
+    for a in (inputs.images, *stored.values(), *thresholds.values()):
+        a.flags.writeable = False  # the trace's record, as a loaded trace's: checked once, not per run
     return Workload(layers=layers, input=inputs.images, packed_spikes=packed, time_steps=time_steps,
                     model=topology, dataset=inputs.dataset, encoding="direct", weights=stored,
                     thresholds=thresholds, provenance=provenance)
