@@ -301,28 +301,16 @@ def test_a_thousand_chained_flattens_run():
 
 
 def test_a_non_finite_result_is_refused_not_printed():
+    from snnsim.report.report import Record, RecordBlock
     from snnsim.simulation import check_finite
 
-    check_finite({"energy": {"total_pj_per_frame": 1e24, "ratio": None}, "layers": [{"e": 2.0}]}, "chip.yaml")
+    block = RecordBlock(layers=["c0", "c1"], metrics=["energy.accumulate"], components=["core"], units=["pJ"],
+                        values=np.ones((1, 2, 1, 1)))
+    check_finite([block, Record(0, "c0", None, "link", "energy.bit", 1e24, "pJ")], "chip.yaml")
+    block.values[0, 1, 0, 0] = math.inf
     with pytest.raises(ConfigError) as e:
-        check_finite({"layers": [{"energy_pj_per_frame": math.inf}]}, "chip.yaml")
-    assert "summary.layers.0.energy_pj_per_frame" in e.value.expected
-
-
-def test_an_edited_workload_is_checked_before_it_is_replayed():
-    """docs/workload-format.md says to replace wl.packed_spikes[name] to edit spikes: a uint16
-    copy or a wrong shape must be refused naming the array, not counted silently."""
-    from snnsim.errors import WorkloadError
-
-    wl = make_tiny_workload()
-    h = hw(TINY_P2M)
-    good = simulate(h, wl).summary["operations"]["synaptic_ops_per_frame"]
-    wl.packed_spikes["c1"] = wl.packed_spikes["c1"].astype(np.uint16)
-    with pytest.raises(WorkloadError) as e:
-        simulate(h, wl)
-    assert "c1" in e.value.key and "uint16" in e.value.found
-    wl.packed_spikes["c1"] = make_tiny_workload().packed_spikes["c1"][:, :1]
-    with pytest.raises(WorkloadError):
-        simulate(h, wl)
-    wl.packed_spikes["c1"] = make_tiny_workload().packed_spikes["c1"]
-    assert simulate(h, wl).summary["operations"]["synaptic_ops_per_frame"] == good
+        check_finite([block], "chip.yaml")
+    assert "energy.accumulate of layer c1" in e.value.expected
+    with pytest.raises(ConfigError) as e:
+        check_finite([Record(0, "c0", None, "link", "energy.bit", math.nan, "pJ")], "chip.yaml")
+    assert "energy.bit of the link" in e.value.expected

@@ -8,7 +8,6 @@ with ``sensor.frame_period_us`` > 0 each frame is triggered on that period.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -240,29 +239,28 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
                      "conventional_payload_bits_per_frame": lp.conventional_bits_per_frame,
                      "conventional_wire_bits_per_frame": raw_frame_wire_bits(hw, wl)},
                     cp.details, timing, pr.names, caps)
-    report = Report.build(meta, records)
-    check_finite(report.summary, hw.source)
+    check_finite(records, hw.source)
     tick("done")
-    return report
+    return Report.build(meta, records)
 
 
-def check_finite(summary: dict, source: str, path: str = "summary") -> None:
-    """Every figure of the summary is a finite number (or None, for a ratio without a base): an
-    infinite or NaN energy means a value the model cannot hold, and is refused, never printed."""
-    if path == "summary":
-        try:  # the common case, in C: nothing to find
-            json.dumps(summary, allow_nan=False)
-            return
-        except ValueError:
-            pass
-    for key, value in summary.items() if isinstance(summary, dict) else enumerate(summary):
-        where = f"{path}.{key}"
-        if isinstance(value, (dict, list)):
-            check_finite(value, source, where)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError("a result cannot be held as a finite number", file=source, key="technology.overrides",
-                              expected=f"a finite {where}", found=repr(value),
-                              suggestion="check the energy table's values and overrides (pJ per action, mW)")
+def check_finite(records: list, source: str) -> None:
+    """Every record is a finite number: an infinite or NaN energy means a value the model cannot
+    hold, and is refused, never printed (the summary's figures are sums and guarded ratios of
+    these). Blocks are checked as arrays."""
+    for item in records:
+        if isinstance(item, RecordBlock):
+            if np.isfinite(item.values).all():
+                continue
+            bad = np.argwhere(~np.isfinite(item.values))[0]
+            where, value = f"{item.metrics[bad[3]]} of layer {item.layers[bad[1]]}", float(item.values[tuple(bad)])
+        elif math.isfinite(item.value):
+            continue
+        else:
+            where, value = f"{item.metric} of the {item.component}", item.value
+        raise ConfigError("a result cannot be held as a finite number", file=source, key="technology.overrides",
+                          expected=f"a finite {where}", found=repr(value),
+                          suggestion="check the energy table's values and overrides (pJ per action, mW)")
 
 
 def frame_timing(frame_ps: int, interval_ps: float, makespan_ps: int) -> dict:
