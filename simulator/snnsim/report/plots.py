@@ -147,8 +147,8 @@ def _plot_layer_energy(report: Report, path: Path) -> Path:
     ax.set_ylabel(f"energy per frame ({unit}{', log scale' if log else ''})")
     static = report.summary["energy"].get("static_pj_per_frame", 0.0)
     sd, su = _energy_unit([static]) if static else (1.0, "pJ")
-    ax.set_title(f"Dynamic energy per layer: the first layer's holds the sensor readout and the link\n"
-                 f"(static {static / sd:.3g} {su} per frame is in no layer) {_describe(report)}", fontsize=10)
+    ax.set_title(f"Dynamic energy per layer: {_describe(report)}\nthe first layer's bar holds the sensor readout "
+                 f"and the link; static energy ({static / sd:.3g} {su} per frame) is in no layer", fontsize=10)
     _runs_on_legend(ax, layers)
     return _save(fig, path)
 
