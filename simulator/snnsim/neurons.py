@@ -1,0 +1,190 @@
+"""Neuron dynamics, defined once: each framework's own update, fire and reset order, step by step.
+
+A trace is only as exact as the neuron that replays it: snnTorch's ``Leaky`` decays the membrane,
+adds the input and subtracts the *previous* step's spike times the threshold (``reset_delay``),
+firing on ``mem > threshold``; SpikingJelly's ``IFNode`` charges, fires on ``v >= v_threshold`` and
+resets in the same step. Written as one formula ("v = (1 - leak) v + I; spike when v >= threshold;
+then reset") the two disagree on a few percent of spike trains. This module states each
+framework's order as it is in its source, in float32 operations in that order, so a recorded
+trace is reproduced bit for bit (tests/test_neurons.py runs the frameworks' own modules beside
+these).
+
+Each model is a frozen dataclass with ``state(shape)`` (the zero state before the first step) and
+``step(state, current) -> (spikes, state)`` on NumPy arrays; ``run(model, currents)`` steps a
+(T, ...) sequence. Parameters are float32 scalars or arrays broadcast over the neurons (a learned
+per-neuron beta or threshold).
+
+Sources (read in the installed packages): snnTorch 0.9-1.0 ``_neurons/leaky.py``, ``synaptic.py``
+and ``neurons.py`` (``fire``: Heaviside of ``mem - threshold``, strictly positive;
+``mem_reset``: the same of the state before the update); SpikingJelly ``activation_based``
+``neuron/base_node.py`` and ``lif.py`` (charge, then ``heaviside(v - v_threshold)``, which is
+``>= 0``, then hard reset ``spike * v_reset + (1 - spike) * v`` or soft reset ``v - v_threshold *
+spike``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+RESETS = ("subtract", "zero", "none")
+F32 = np.float32
+
+
+def _f32(x: Any) -> np.ndarray:
+    return np.asarray(x, dtype=F32)
+
+
+def _above(v: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """snnTorch's Heaviside: 1 where ``v - threshold > 0`` (float32)."""
+    return ((v - threshold) > 0).astype(F32)
+
+
+def _at_or_above(v: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """SpikingJelly's Heaviside: 1 where ``v - threshold >= 0`` (float32)."""
+    return ((v - threshold) >= 0).astype(F32)
+
+
+@dataclass(frozen=True)
+class SnnTorchLeaky:
+    """snnTorch ``Leaky``: first-order leaky integrate-and-fire.
+
+    With ``r = H(mem[t-1] - thr)`` (did the previous state fire):
+    ``subtract``: ``mem = beta * mem + x - r * thr``; ``zero``: ``mem = beta * ((1 - r) * mem) + x``;
+    ``none``: ``mem = beta * mem + x``; then ``spk = H(mem - thr)``. With ``reset_delay=False`` the
+    spike's own reset follows at once: ``mem -= (spk - r) * thr`` (subtract) or ``mem -= (spk -
+    r) * mem`` (zero). ``beta`` is clamped to [0, 1] as snnTorch does."""
+
+    beta: Any
+    threshold: Any = 1.0
+    reset: str = "subtract"
+    reset_delay: bool = True
+
+    def __post_init__(self) -> None:
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}, not {self.reset!r}")
+
+    def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"mem": np.zeros(shape, F32)}
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        thr = _f32(self.threshold)
+        beta = np.clip(_f32(self.beta), F32(0), F32(1))
+        mem = state["mem"]
+        r = _above(mem, thr)
+        if self.reset == "zero":
+            mem = (F32(1) - r) * mem
+        mem = beta * mem + _f32(x)
+        if self.reset == "subtract":
+            mem = mem - r * thr
+        spk = _above(mem, thr)
+        if not self.reset_delay:
+            do = spk - r  # the previous step's reset is already in: no double reset
+            if self.reset == "subtract":
+                mem = mem - do * thr
+            elif self.reset == "zero":
+                mem = mem - do * mem
+        return spk, {"mem": mem}
+
+
+@dataclass(frozen=True)
+class SnnTorchSynaptic:
+    """snnTorch ``Synaptic``: a synaptic current and a membrane, both leaky (CubaLIF).
+
+    With ``r = H(mem[t-1] - thr)``: ``syn = alpha * syn + x``; ``mem = beta * mem + syn``, then
+    ``subtract``: ``mem -= r * thr``; ``zero``: ``mem -= mem * r`` (the whole new membrane is
+    discarded; the current is kept, as snnTorch's ``_base_zero`` does); then ``spk = H(mem -
+    thr)`` and, with ``reset_delay=False``, the immediate reset as in :class:`SnnTorchLeaky`."""
+
+    alpha: Any
+    beta: Any
+    threshold: Any = 1.0
+    reset: str = "subtract"
+    reset_delay: bool = True
+
+    def __post_init__(self) -> None:
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}, not {self.reset!r}")
+
+    def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"syn": np.zeros(shape, F32), "mem": np.zeros(shape, F32)}
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        thr = _f32(self.threshold)
+        alpha = np.clip(_f32(self.alpha), F32(0), F32(1))
+        beta = np.clip(_f32(self.beta), F32(0), F32(1))
+        syn, mem = state["syn"], state["mem"]
+        r = _above(mem, thr)
+        syn = alpha * syn + _f32(x)
+        mem = beta * mem + syn
+        if self.reset == "subtract":
+            mem = mem - r * thr
+        elif self.reset == "zero":
+            mem = mem - mem * r
+        spk = _above(mem, thr)
+        if not self.reset_delay:
+            do = spk - r
+            if self.reset == "subtract":
+                mem = mem - do * thr
+            elif self.reset == "zero":
+                mem = mem - do * mem
+        return spk, {"syn": syn, "mem": mem}
+
+
+@dataclass(frozen=True)
+class SpikingJellyIF:
+    """SpikingJelly ``IFNode``: ``v = v + x``; ``spike = H(v - v_th)`` (``>= 0``); hard reset to
+    ``v_reset``, or soft reset (``v_reset=None``) ``v = v - v_th * spike``."""
+
+    v_threshold: Any = 1.0
+    v_reset: float | None = 0.0
+
+    def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"v": np.full(shape, F32(0.0 if self.v_reset is None else self.v_reset), F32)}
+
+    def charge(self, v: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return v + _f32(x)
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        thr = _f32(self.v_threshold)
+        v = self.charge(state["v"], x)
+        spike = _at_or_above(v, thr)
+        if self.v_reset is None:
+            v = v - thr * spike
+        else:
+            v = spike * F32(self.v_reset) + (F32(1) - spike) * v
+        return spike, {"v": v}
+
+
+@dataclass(frozen=True)
+class SpikingJellyLIF(SpikingJellyIF):
+    """SpikingJelly ``LIFNode``: charge ``v = v + (x - (v - v_reset)) / tau`` with
+    ``decay_input``, ``v = v - (v - v_reset) / tau + x`` without (``v_reset`` taken as 0 for a
+    soft reset); fire and reset as :class:`SpikingJellyIF`."""
+
+    tau: Any = 2.0
+    decay_input: bool = True
+
+    def charge(self, v: np.ndarray, x: np.ndarray) -> np.ndarray:
+        tau = _f32(self.tau)
+        rest = F32(0.0 if self.v_reset is None else self.v_reset)
+        if self.decay_input:
+            return v + (_f32(x) - (v - rest)) / tau
+        return v - (v - rest) / tau + _f32(x)
+
+
+def run(model: Any, currents: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Step ``model`` over ``currents`` (T, ...) from its zero state; (spikes (T, ...) bool, the
+    state after each step as arrays (T, ...) per state variable)."""
+    currents = _f32(currents)
+    state = model.state(currents.shape[1:])
+    spikes = np.zeros(currents.shape, bool)
+    trace: dict[str, list[np.ndarray]] = {k: [] for k in state}
+    for t in range(currents.shape[0]):
+        spk, state = model.step(state, currents[t])
+        spikes[t] = spk > 0
+        for k, v in state.items():
+            trace[k].append(v)
+    return spikes, {k: np.stack(v) if v else np.zeros(currents.shape, F32) for k, v in trace.items()}

@@ -1,0 +1,111 @@
+"""snnsim.neurons against the frameworks' own modules: the same float32 currents in, the same
+spikes and membranes out, bit for bit, for every reset mechanism and reset order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from snnsim import neurons
+
+torch = pytest.importorskip("torch")
+
+T, N = 40, 257
+
+
+def _currents(seed: int, scale: float = 0.6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((T, N)) * scale + 0.3).astype(np.float32)
+    x[5:9, :16] = np.float32(1.0)  # exact ties with the threshold happen in real traces
+    return x
+
+
+def _run_torch(module, x: np.ndarray, states: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    spikes, trace = [], {k: [] for k in states}
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            out = module(torch.from_numpy(x[t]))
+            spikes.append(out[0].numpy() > 0)
+            for k, v in zip(states, out[1:], strict=True):
+                trace[k].append(v.numpy().copy())
+    return np.stack(spikes), {k: np.stack(v) for k, v in trace.items()}
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("reset_delay", [True, False])
+@pytest.mark.parametrize("beta", [0.9, 1.0, 0.37])
+def test_snntorch_leaky_is_reproduced_exactly(reset, reset_delay, beta):
+    snntorch = pytest.importorskip("snntorch")
+    x = _currents(1)
+    lif = snntorch.Leaky(beta=beta, threshold=1.0, reset_mechanism=reset, reset_delay=reset_delay, init_hidden=False)
+    lif.mem = torch.zeros(N)
+    want_spk, want = _run_torch(lambda i: lif(i, lif.mem), x, ("mem",))
+    got_spk, got = neurons.run(neurons.SnnTorchLeaky(beta=beta, threshold=1.0, reset=reset,
+                                                     reset_delay=reset_delay), x)
+    assert np.array_equal(got_spk, want_spk)
+    assert np.array_equal(got["mem"], want["mem"])
+    assert want_spk.any() and not want_spk.all()
+
+
+def test_snntorch_leaky_with_learned_per_neuron_beta_and_threshold():
+    snntorch = pytest.importorskip("snntorch")
+    rng = np.random.default_rng(3)
+    beta = rng.uniform(0.5, 1.2, N).astype(np.float32)  # above 1 is clamped, as snnTorch does
+    thr = rng.uniform(0.5, 1.5, N).astype(np.float32)
+    x = _currents(4)
+    lif = snntorch.Leaky(beta=torch.from_numpy(beta), threshold=torch.from_numpy(thr), learn_beta=True,
+                         learn_threshold=True)
+    lif.mem = torch.zeros(N)
+    want_spk, want = _run_torch(lambda i: lif(i, lif.mem), x, ("mem",))
+    got_spk, got = neurons.run(neurons.SnnTorchLeaky(beta=beta, threshold=thr), x)
+    assert np.array_equal(got_spk, want_spk) and np.array_equal(got["mem"], want["mem"])
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("reset_delay", [True, False])
+def test_snntorch_synaptic_is_reproduced_exactly(reset, reset_delay):
+    snntorch = pytest.importorskip("snntorch")
+    x = _currents(2, scale=0.3)
+    syn = snntorch.Synaptic(alpha=0.8, beta=0.9, threshold=1.0, reset_mechanism=reset, reset_delay=reset_delay)
+    syn.syn, syn.mem = torch.zeros(N), torch.zeros(N)
+    want_spk, want = _run_torch(lambda i: syn(i, syn.syn, syn.mem), x, ("syn", "mem"))
+    got_spk, got = neurons.run(neurons.SnnTorchSynaptic(alpha=0.8, beta=0.9, threshold=1.0, reset=reset,
+                                                        reset_delay=reset_delay), x)
+    assert np.array_equal(got_spk, want_spk)
+    assert np.array_equal(got["syn"], want["syn"]) and np.array_equal(got["mem"], want["mem"])
+
+
+def _run_sj(node, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    spikes, vs = [], []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            spikes.append(node(torch.from_numpy(x[t])).numpy() > 0)
+            vs.append(node.v.numpy().copy() if torch.is_tensor(node.v) else np.full(N, node.v, np.float32))
+    return np.stack(spikes), np.stack(vs)
+
+
+@pytest.mark.parametrize("v_reset", [0.0, None, -0.25])
+def test_spikingjelly_if_is_reproduced_exactly(v_reset):
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    x = _currents(5)
+    want_spk, want_v = _run_sj(sj.IFNode(v_threshold=1.0, v_reset=v_reset), x)
+    got_spk, got = neurons.run(neurons.SpikingJellyIF(v_threshold=1.0, v_reset=v_reset), x)
+    assert np.array_equal(got_spk, want_spk) and np.array_equal(got["v"], want_v)
+
+
+@pytest.mark.parametrize("decay_input", [True, False])
+@pytest.mark.parametrize("v_reset", [0.0, None, -0.25])
+@pytest.mark.parametrize("tau", [2.0, 3.7])
+def test_spikingjelly_lif_is_reproduced_exactly(decay_input, v_reset, tau):
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    x = _currents(6, scale=1.2)
+    want_spk, want_v = _run_sj(sj.LIFNode(tau=tau, decay_input=decay_input, v_threshold=1.0, v_reset=v_reset), x)
+    got_spk, got = neurons.run(neurons.SpikingJellyLIF(tau=tau, decay_input=decay_input, v_threshold=1.0,
+                                                       v_reset=v_reset), x)
+    assert np.array_equal(got_spk, want_spk)
+    assert np.array_equal(got["v"], want_v)
+    assert want_spk.any() and not want_spk.all()
+
+
+def test_unknown_reset_is_refused():
+    with pytest.raises(ValueError):
+        neurons.SnnTorchLeaky(beta=0.9, reset="half")
