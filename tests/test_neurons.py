@@ -109,3 +109,52 @@ def test_spikingjelly_lif_is_reproduced_exactly(decay_input, v_reset, tau):
 def test_unknown_reset_is_refused():
     with pytest.raises(ValueError):
         neurons.SnnTorchLeaky(beta=0.9, reset="half")
+
+
+@pytest.mark.parametrize("decay_input", [True, False])
+@pytest.mark.parametrize("v_reset", [0.0, None, -0.25])
+def test_spikingjelly_plif_is_reproduced_exactly(decay_input, v_reset):
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    x = _currents(7, scale=1.2)
+    node = sj.ParametricLIFNode(init_tau=3.3, decay_input=decay_input, v_threshold=1.0, v_reset=v_reset)
+    q = node.w.detach().sigmoid().numpy()
+    want_spk, want_v = _run_sj(node, x)
+    got_spk, got = neurons.run(neurons.SpikingJellyPLIF(q=q, decay_input=decay_input, v_threshold=1.0,
+                                                        v_reset=v_reset), x)
+    assert np.array_equal(got_spk, want_spk) and np.array_equal(got["v"], want_v)
+    assert want_spk.any() and not want_spk.all()
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("reset_delay", [True, False])
+@pytest.mark.parametrize("all_to_all", [False, True])
+def test_snntorch_rleaky_is_reproduced_exactly(reset, reset_delay, all_to_all):
+    snntorch = pytest.importorskip("snntorch")
+    torch.manual_seed(0)
+    x = _currents(8, scale=0.5)
+    if all_to_all:
+        lif = snntorch.RLeaky(beta=0.9, linear_features=N, reset_mechanism=reset, reset_delay=reset_delay)
+        weight = lif.recurrent.weight.detach().numpy()
+        bias = lif.recurrent.bias.detach().numpy()
+
+        def rec(spk):  # the recurrent nn.Linear, evaluated by torch as the graph's delayed edge would be
+            with torch.no_grad():
+                return lif.recurrent(torch.from_numpy(spk)).numpy()
+        assert weight.shape == (N, N) and bias.shape == (N,)
+    else:
+        lif = snntorch.RLeaky(beta=0.9, V=0.35, all_to_all=False, reset_mechanism=reset, reset_delay=reset_delay)
+
+        def rec(spk):
+            return spk * np.float32(0.35)
+    spk0, mem0 = lif.init_rleaky()
+    lif.spk, lif.mem = torch.zeros(N), torch.zeros(N)
+    spikes, mems = [], []
+    with torch.no_grad():
+        for t in range(T):
+            spk, mem = lif(torch.from_numpy(x[t]), lif.spk, lif.mem)
+            lif.spk, lif.mem = spk, mem
+            spikes.append(spk.numpy() > 0)
+            mems.append(mem.numpy().copy())
+    got_spk, got = neurons.run_recurrent(neurons.SnnTorchRLeaky(beta=0.9, reset=reset, reset_delay=reset_delay),
+                                         x, rec)
+    assert np.array_equal(got_spk, np.stack(spikes)) and np.array_equal(got["mem"], np.stack(mems))

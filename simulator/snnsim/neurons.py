@@ -175,15 +175,78 @@ class SpikingJellyLIF(SpikingJellyIF):
         return v - (v - rest) / tau + _f32(x)
 
 
+@dataclass(frozen=True)
+class SpikingJellyPLIF(SpikingJellyIF):
+    """SpikingJelly ``ParametricLIFNode``: the decay is ``q = sigmoid(w)`` (a learned reciprocal
+    of tau) and it multiplies: ``v = v + (x - (v - v_reset)) * q`` with ``decay_input``, ``v = v -
+    (v - v_reset) * q + x`` without. ``q`` is stored as the float32 value the framework computed
+    (``w.sigmoid()``), not recomputed, so no last-bit difference of two sigmoid implementations
+    enters."""
+
+    q: Any = 0.5
+    decay_input: bool = True
+
+    def charge(self, v: np.ndarray, x: np.ndarray) -> np.ndarray:
+        q = _f32(self.q)
+        rest = F32(0.0 if self.v_reset is None else self.v_reset)
+        if self.decay_input:
+            return v + (_f32(x) - (v - rest)) * q
+        return v - (v - rest) * q + _f32(x)
+
+
+@dataclass(frozen=True)
+class SnnTorchRLeaky(SnnTorchLeaky):
+    """snnTorch ``RLeaky``: a :class:`SnnTorchLeaky` whose input gets its own previous spikes
+    through a recurrent weight (``rec``, computed by the graph's one-step delayed edge) added
+    last: ``base = (beta * mem + x) + rec``; ``subtract``: ``mem = base - r * thr``; ``zero``:
+    ``mem = base - r * base`` (unlike ``Leaky``, the new membrane is discarded, not the old one).
+    The order of the two additions is snnTorch's, and float32 rounding depends on it."""
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray,
+             rec: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        thr = _f32(self.threshold)
+        beta = np.clip(_f32(self.beta), F32(0), F32(1))
+        mem = state["mem"]
+        r = _above(mem, thr)
+        base = beta * mem + _f32(x)
+        if rec is not None:
+            base = base + _f32(rec)
+        if self.reset == "subtract":
+            mem = base - r * thr
+        elif self.reset == "zero":
+            mem = base - r * base
+        else:
+            mem = base
+        spk = _above(mem, thr)
+        if not self.reset_delay:
+            do = spk - r
+            if self.reset == "subtract":
+                mem = mem - do * thr
+            elif self.reset == "zero":
+                mem = mem - do * mem
+        return spk, {"mem": mem}
+
+
 def run(model: Any, currents: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Step ``model`` over ``currents`` (T, ...) from its zero state; (spikes (T, ...) bool, the
     state after each step as arrays (T, ...) per state variable)."""
+    return run_recurrent(model, currents, None)
+
+
+def run_recurrent(model: Any, currents: np.ndarray, recurrent: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`run` with a recurrent input: ``recurrent(previous spikes) -> current``, given to the
+    model's ``step`` as ``rec`` (None: no recurrence). Spikes before the first step are zero."""
     currents = _f32(currents)
     state = model.state(currents.shape[1:])
     spikes = np.zeros(currents.shape, bool)
     trace: dict[str, list[np.ndarray]] = {k: [] for k in state}
+    prev = np.zeros(currents.shape[1:], F32)
     for t in range(currents.shape[0]):
-        spk, state = model.step(state, currents[t])
+        if recurrent is None:
+            spk, state = model.step(state, currents[t])
+        else:
+            spk, state = model.step(state, currents[t], rec=recurrent(prev))
+        prev = spk
         spikes[t] = spk > 0
         for k, v in state.items():
             trace[k].append(v)
