@@ -1,0 +1,248 @@
+"""The graph of trace format v2: current ops and neuron nodes, what value flows on each edge,
+every shape, and which nodes are recorded.
+
+Format v1 allowed only layers that read spikes. Format v2 follows NIR (`../ARCHITECTURE.md`,
+Workload): *current ops* (convolutions, linear, bias, affine and scale (a trained batch norm is an
+affine), pooling, add, and, or-not, flatten, reshape, a one-step delay for recurrence) compute
+values, and *neuron nodes* turn currents into spikes. Every edge carries one kind of value:
+
+- ``analog``: the sensor's input (a float in [0, 1] per pixel);
+- ``spikes``: 0 or 1 per neuron and step;
+- ``events``: small non-negative integers per neuron and step (the sum of spikes: a SEW-ResNet
+  ADD, a sum pool of spikes): what a chip must carry as counts, not bits;
+- ``current``: a real value per neuron and step (anything weighted, averaged or biased).
+
+The kinds follow from the ops (:data:`KIND_RULES`): a weighted op gives a current; max-pooling
+spikes gives spikes (their OR); adding spikes gives events; a neuron gives spikes. A node is
+*recorded* in the trace when the processor sees its output as events: every neuron, and every op
+whose output is spikes or events (the hardware's layers start there, `docs/workload-format.md`).
+
+A cycle is allowed only through a ``delay`` node (a recurrent edge: the delay reads a later node
+and gives its previous step's value), so the graph stays a DAG once delays are cut.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import WorkloadError, did_you_mean
+
+WEIGHTED = {"conv1d": 1, "conv2d": 2, "conv3d": 3, "linear": 0}
+POOLS = {"maxpool": None, "avgpool": None, "sumpool": None}  # spatial rank from the input
+ELEMENTWISE = ("bias", "affine", "scale")
+JOINS = ("add", "iand")
+SHAPE_OPS = ("flatten", "reshape")
+OPS = (*WEIGHTED, *ELEMENTWISE, *POOLS, *JOINS, *SHAPE_OPS, "delay", "neuron")
+KINDS = ("analog", "spikes", "events", "current")
+
+
+@dataclass
+class Node:
+    """One node: an op, its inputs (node names or ``input``), its parameters, and, once the graph
+    is checked, its output shape (channels first) and the kind of value it gives.
+
+    Parameters by op: weighted ops ``out_channels`` / ``out_features``, ``kernel``, ``stride``,
+    ``padding``, ``dilation``, ``groups``, ``bias`` (bool), ``weight_bits``; pools ``kernel``,
+    ``stride``, ``padding``; ``reshape`` ``shape``; ``neuron`` ``model`` (a name of
+    :mod:`snnsim.neurons`) and its parameters."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    out_shape: tuple[int, ...] = ()
+    kind: str = ""
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.out_shape)
+
+
+def _err(node: Node, what: str, expected: str, found: str, suggestion: str | None = None,
+         field_: str | None = None) -> WorkloadError:
+    key = f"nodes.{node.name}" + (f".{field_}" if field_ else "")
+    return WorkloadError(what, key=key, expected=expected, found=found, suggestion=suggestion)
+
+
+def _axis_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _spatial_params(node: Node, rank: int) -> tuple[tuple[int, ...], ...]:
+    """kernel, stride (default: the kernel for pools, 1 for convolutions), padding, dilation."""
+    def ints(name: str, default: Any) -> tuple[int, ...]:
+        v = node.params.get(name, default)
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = [v] * rank
+        if not isinstance(v, (list, tuple)) or len(v) != rank or not all(
+                isinstance(x, int) and not isinstance(x, bool) for x in v):
+            raise _err(node, f"{name} must give one integer per spatial axis", f"{rank} integers",
+                       repr(v)[:200], field_=name)
+        return tuple(v)
+
+    kernel = ints("kernel", None)
+    stride = ints("stride", kernel if node.op in POOLS else 1)
+    padding = ints("padding", 0)
+    dilation = ints("dilation", 1)
+    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0 or min(dilation) < 1:
+        raise _err(node, "kernel, stride and dilation must be >= 1 and padding >= 0", "positive sizes",
+                   f"kernel {list(kernel)}, stride {list(stride)}, padding {list(padding)}, "
+                   f"dilation {list(dilation)}")
+    return kernel, stride, padding, dilation
+
+
+def _shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The output shape of ``node`` for its input shapes (raises WorkloadError)."""
+    op = node.op
+    if op in JOINS:
+        if len(shapes) < 2 or (op == "iand" and len(shapes) != 2):
+            raise _err(node, f"{op} needs {'two' if op == 'iand' else 'two or more'} inputs", "2 inputs"
+                       if op == "iand" else ">= 2 inputs", f"{len(shapes)}", field_="inputs")
+        for s in shapes[1:]:
+            if s != shapes[0]:
+                raise _err(node, f"the inputs of {op} have different shapes", str(list(shapes[0])),
+                           str(list(s)), "reshape one branch, or pool it to the other's size")
+        return shapes[0]
+    if len(shapes) != 1:
+        raise _err(node, f"{op} takes exactly one input", "1 input", f"{len(shapes)} inputs", field_="inputs")
+    (first,) = shapes
+    if op in ("flatten", "neuron", *ELEMENTWISE):
+        return (math.prod(first),) if op == "flatten" else first
+    if op == "reshape":
+        want = node.params.get("shape")
+        if not isinstance(want, (list, tuple)) or not want or not all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in want):
+            raise _err(node, "reshape needs a shape of positive integers", "[int, ...]", repr(want)[:200],
+                       field_="shape")
+        if math.prod(want) != math.prod(first):
+            raise _err(node, "reshape changes the number of values", f"{math.prod(first)} values",
+                       f"{math.prod(want)} in {list(want)}", field_="shape")
+        return tuple(want)
+    if op == "linear":
+        if len(first) != 1:
+            raise _err(node, "linear needs a flat input", "[features]", str(list(first)),
+                       "put a flatten before it", field_="inputs")
+        n = node.params.get("out_features")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise _err(node, "linear needs out_features", "a positive integer", repr(n), field_="out_features")
+        return (n,)
+    rank = WEIGHTED.get(op) or len(first) - 1
+    if len(first) != rank + 1 or rank < 1:
+        raise _err(node, f"{op} needs a channels-first input with {rank} spatial axes",
+                   f"{rank + 1} dimensions", str(list(first)), field_="inputs")
+    kernel, stride, padding, dilation = _spatial_params(node, rank)
+    spatial = tuple(_axis_out(first[1 + i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(rank))
+    if min(spatial) < 1:
+        raise _err(node, "the kernel is larger than its (padded) input", "an output of at least 1",
+                   f"output {list(spatial)} from input {list(first)}")
+    if op in POOLS:
+        return (first[0], *spatial)
+    c_out, groups = node.params.get("out_channels"), node.params.get("groups", 1)
+    if not isinstance(c_out, int) or isinstance(c_out, bool) or c_out < 1:
+        raise _err(node, f"{op} needs out_channels", "a positive integer", repr(c_out), field_="out_channels")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or first[0] % groups or c_out % groups:
+        raise _err(node, "groups must divide the input and output channels", f"a divisor of {first[0]} and {c_out}",
+                   repr(groups), field_="groups")
+    return (c_out, *spatial)
+
+
+def _kind(node: Node, kinds: list[str]) -> str:
+    """:data:`KIND_RULES`: the kind of value an op gives for the kinds it reads."""
+    op = node.op
+    discrete = all(k in ("spikes", "events") for k in kinds)
+    if op == "neuron":
+        return "spikes"
+    if op in WEIGHTED or op in ELEMENTWISE or op == "avgpool":
+        return "current"
+    if op in ("flatten", "reshape"):
+        return kinds[0]
+    if op == "maxpool":
+        return kinds[0] if discrete else "current"  # the max of spikes is their OR
+    if op in ("sumpool", "add"):
+        return "events" if discrete else "current"  # integer sums of spikes are events
+    if op == "iand":
+        if kinds != ["spikes", "spikes"]:
+            raise _err(node, "iand (NOT a AND b) reads two spike maps", "spikes, spikes", ", ".join(kinds),
+                       field_="inputs")
+        return "spikes"
+    raise _err(node, "unsupported op", f"one of {', '.join(OPS)}", repr(op), did_you_mean(str(op), OPS), "op")
+
+
+KIND_RULES = {
+    "conv1d/conv2d/conv3d/linear, bias/affine/scale, avgpool": "current",
+    "maxpool": "its input's kind if spikes or events (OR, max), else current",
+    "sumpool, add": "events if every input is spikes or events, else current",
+    "iand": "spikes (reads two spike maps)",
+    "flatten, reshape": "its input's kind",
+    "delay": "the kind it declares, which must be its input's",
+    "neuron": "spikes",
+}
+
+
+def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
+    """Check names, edges, cycles (only through ``delay``), shapes and kinds; fill in
+    ``out_shape`` and ``kind`` of every node. Nodes may be listed in any order: the check visits
+    them in dependency order (a delay's input counts as already known)."""
+    by_name: dict[str, Node] = {}
+    for n in nodes:
+        if not isinstance(n.name, str) or not n.name or n.name == "input" or "/" in n.name:
+            raise WorkloadError("invalid node name", key=f"nodes.{n.name}", expected="a non-empty string "
+                                "without '/', not 'input'", found=repr(n.name))
+        if n.name in by_name:
+            raise WorkloadError("duplicate node name", key=f"nodes.{n.name}", expected="unique names", found=n.name)
+        if n.op not in OPS:
+            raise _err(n, "unsupported op", f"one of {', '.join(OPS)}", repr(n.op), did_you_mean(str(n.op), OPS), "op")
+        by_name[n.name] = n
+    for n in nodes:
+        for src in n.inputs:
+            if src != "input" and src not in by_name:
+                raise _err(n, "an input names no node", "'input' or a node name", src,
+                           did_you_mean(src, list(by_name)), "inputs")
+    shape: dict[str, tuple[int, ...]] = {"input": tuple(input_shape)}
+    kind: dict[str, str] = {"input": "analog"}
+    pending = {n.name: n for n in nodes}
+    # a delay declares its shape and kind (it may read a node that depends on it: a recurrent
+    # edge), checked against its source at the end; any other cycle never resolves
+    delays = [n for n in nodes if n.op == "delay"]
+    for n in delays:
+        want, k = n.params.get("shape"), n.params.get("kind", "spikes")
+        if len(n.inputs) != 1:
+            raise _err(n, "delay takes exactly one input", "1 input", f"{len(n.inputs)} inputs", field_="inputs")
+        if not isinstance(want, (list, tuple)) or not want or not all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in want):
+            raise _err(n, "a delay declares the shape it carries", "[int, ...]", repr(want)[:200], field_="shape")
+        if k not in KINDS or k == "analog":
+            raise _err(n, "a delay declares the kind of value it carries", "spikes, events or current", repr(k),
+                       field_="kind")
+        n.out_shape, n.kind = tuple(want), k
+        shape[n.name], kind[n.name] = n.out_shape, n.kind
+        del pending[n.name]
+    while pending:
+        progressed = False
+        for name, n in list(pending.items()):
+            if not all(s in shape for s in n.inputs):
+                continue
+            n.out_shape = _shape(n, [shape[s] for s in n.inputs])
+            n.kind = _kind(n, [kind[s] for s in n.inputs])
+            shape[name], kind[name] = n.out_shape, n.kind
+            del pending[name]
+            progressed = True
+        if not progressed:
+            stuck = sorted(pending)
+            raise WorkloadError("the graph has a cycle that no delay breaks, or a delay that feeds itself",
+                                key=f"nodes.{stuck[0]}", expected="every cycle through a delay node "
+                                "(a recurrent edge reads the previous step)", found=f"nodes {stuck[:6]}",
+                                suggestion="model recurrence as neuron -> delay -> the op that adds it")
+    for n in delays:
+        (src,) = n.inputs
+        if (shape[src], kind[src]) != (n.out_shape, n.kind):
+            raise _err(n, "a delay's declared shape or kind differs from its input's",
+                       f"{list(shape[src])} {kind[src]} (from {src})", f"{list(n.out_shape)} {n.kind}")
+
+
+def recorded(nodes: list[Node]) -> list[Node]:
+    """The nodes whose outputs a trace records: every neuron, and every op giving spikes or events
+    (in the given order)."""
+    return [n for n in nodes if n.op == "neuron" or n.kind in ("spikes", "events")]

@@ -1,0 +1,102 @@
+"""The format v2 graph (snnsim.workload.nodes): the architectures people train check, with the
+value kind and shape of every node, and the graphs that cannot be held get one clear error."""
+
+from __future__ import annotations
+
+import pytest
+from snnsim.errors import WorkloadError
+from snnsim.workload.nodes import Node, check_nodes, recorded
+
+
+def N(name, op, inputs, **params):
+    return Node(name, op, list(inputs), params)
+
+
+def kinds(nodes):
+    return {n.name: (n.kind, n.out_shape) for n in nodes}
+
+
+def test_snntorch_tutorial_cnn_pools_currents_before_its_neurons():
+    """Conv2d -> MaxPool2d -> Leaky -> Conv2d -> MaxPool2d -> Leaky -> Linear -> Leaky, with biases."""
+    g = [N("conv1", "conv2d", ["input"], out_channels=12, kernel=5, bias=True),
+         N("pool1", "maxpool", ["conv1"], kernel=2),
+         N("lif1", "neuron", ["pool1"], model="snntorch.leaky"),
+         N("conv2", "conv2d", ["lif1"], out_channels=64, kernel=5, bias=True),
+         N("pool2", "maxpool", ["conv2"], kernel=2),
+         N("lif2", "neuron", ["pool2"], model="snntorch.leaky"),
+         N("flat", "flatten", ["lif2"]),
+         N("fc", "linear", ["flat"], out_features=10, bias=True),
+         N("lif3", "neuron", ["fc"], model="snntorch.leaky")]
+    check_nodes(g, (1, 28, 28))
+    k = kinds(g)
+    assert k["conv1"] == ("current", (12, 24, 24)) and k["pool1"] == ("current", (12, 12, 12))
+    assert k["lif1"] == ("spikes", (12, 12, 12)) and k["pool2"] == ("current", (64, 4, 4))
+    assert k["flat"] == ("spikes", (1024,)) and k["fc"] == ("current", (10,))
+    assert [n.name for n in recorded(g)] == ["lif1", "lif2", "flat", "lif3"]
+
+
+def test_spiking_resnet_adds_currents_and_sew_resnet_adds_spikes():
+    block = [N("conv1", "conv2d", ["input"], out_channels=8, kernel=3, padding=1),
+             N("bn1", "affine", ["conv1"]),
+             N("sn1", "neuron", ["bn1"], model="spikingjelly.if"),
+             N("conv2", "conv2d", ["sn1"], out_channels=8, kernel=3, padding=1),
+             N("bn2", "affine", ["conv2"]),
+             N("short", "conv2d", ["sn1"], out_channels=8, kernel=1),
+             N("sum", "add", ["bn2", "short"]),
+             N("sn2", "neuron", ["sum"], model="spikingjelly.if"),
+             # SEW: the block's spikes plus the identity's spikes, no neuron after
+             N("conv3", "conv2d", ["sn2"], out_channels=8, kernel=3, padding=1),
+             N("sn3", "neuron", ["conv3"], model="spikingjelly.if"),
+             N("sew", "add", ["sn3", "sn2"]),
+             N("andnot", "iand", ["sn3", "sn2"]),
+             N("gap", "avgpool", ["sew"], kernel=8),
+             N("flat", "flatten", ["gap"]),
+             N("head", "linear", ["flat"], out_features=10)]
+    check_nodes(block, (3, 8, 8))
+    k = kinds(block)
+    assert k["sum"][0] == "current" and k["sn2"][0] == "spikes"
+    assert k["sew"] == ("events", (8, 8, 8)) and k["andnot"] == ("spikes", (8, 8, 8))
+    assert k["gap"] == ("current", (8, 1, 1)) and k["head"] == ("current", (10,))
+    assert {n.name for n in recorded(block)} == {"sn1", "sn2", "sn3", "sew", "andnot"}
+
+
+def test_recurrence_through_a_delay_and_flatten_of_the_analog_input():
+    g = [N("flat", "flatten", ["input"]),
+         N("fc", "linear", ["flat"], out_features=16),
+         N("rec", "linear", ["back"], out_features=16),
+         N("join", "add", ["fc", "rec"]),
+         N("lif", "neuron", ["join"], model="snntorch.rleaky"),
+         N("back", "delay", ["lif"], shape=[16], kind="spikes"),
+         N("out", "linear", ["lif"], out_features=4),
+         N("li", "neuron", ["out"], model="nir.li")]
+    check_nodes(g, (1, 4, 4))
+    k = kinds(g)
+    assert k["flat"] == ("analog", (16,)) and k["back"] == ("spikes", (16,)) and k["join"][0] == "current"
+
+
+def test_sum_pool_of_spikes_gives_events_and_of_currents_a_current():
+    g = [N("c", "conv1d", ["input"], out_channels=2, kernel=3), N("s", "neuron", ["c"], model="snntorch.leaky"),
+         N("sp", "sumpool", ["s"], kernel=2), N("cp", "sumpool", ["c"], kernel=2),
+         N("mp", "maxpool", ["s"], kernel=2), N("r", "reshape", ["sp"], shape=[2, 4])]
+    check_nodes(g, (1, 10))
+    k = kinds(g)
+    assert k["c"] == ("current", (2, 8)) and k["sp"] == ("events", (2, 4)) and k["cp"] == ("current", (2, 4))
+    assert k["mp"] == ("spikes", (2, 4)) and k["r"] == ("events", (2, 4))
+
+
+@pytest.mark.parametrize(("graph", "key", "words"), [
+    ([N("a", "add", ["b"]), N("b", "add", ["a"])], "nodes.a", "cycle"),
+    ([N("d", "delay", ["n"], shape=[3]), N("n", "neuron", ["input"])], "nodes.d", "declared shape"),
+    ([N("x", "conv2d", ["input"], out_channels=2, kernel=9)], "nodes.x", "larger than"),
+    ([N("x", "linear", ["input"], out_features=2)], "nodes.x.inputs", "flat input"),
+    ([N("x", "iand", ["input", "input"])], "nodes.x.inputs", "spike maps"),
+    ([N("x", "reshape", ["input"], shape=[5])], "nodes.x.shape", "number of values"),
+    ([N("x", "conv2d", ["input"], out_channels=3, kernel=1, groups=2)], "nodes.x.groups", "divide"),
+    ([N("x", "convolve", ["input"])], "nodes.x.op", "unsupported"),
+    ([N("x", "neuron", ["nope"])], "nodes.x.inputs", "names no node"),
+    ([N("x", "neuron", ["input"]), N("x", "neuron", ["input"])], "nodes.x", "duplicate"),
+])
+def test_graphs_that_cannot_be_held_get_one_clear_error(graph, key, words):
+    with pytest.raises(WorkloadError) as e:
+        check_nodes(graph, (2, 4, 4))
+    assert e.value.key == key and words in e.value.message, e.value.render()
