@@ -100,3 +100,46 @@ def test_graphs_that_cannot_be_held_get_one_clear_error(graph, key, words):
     with pytest.raises(WorkloadError) as e:
         check_nodes(graph, (2, 4, 4))
     assert e.value.key == key and words in e.value.message, e.value.render()
+
+
+def _layers(g, shape):
+    from snnsim.workload.nodes import lower
+
+    check_nodes(g, shape)
+    return {la.name: ([n.name for n in la.ops], la.sources, la.readout) for la in lower(g)}
+
+
+def test_layers_are_a_neuron_with_the_current_ops_that_feed_it():
+    g = [N("conv1", "conv2d", ["input"], out_channels=4, kernel=3, padding=1, bias=True),
+         N("bn1", "affine", ["conv1"]), N("pool1", "maxpool", ["bn1"], kernel=2),
+         N("lif1", "neuron", ["pool1"], model="snntorch.leaky"),
+         N("conv2", "conv2d", ["lif1"], out_channels=4, kernel=3, padding=1),
+         N("short", "conv2d", ["lif1"], out_channels=4, kernel=1),
+         N("sum", "add", ["conv2", "short"]), N("lif2", "neuron", ["sum"], model="snntorch.leaky"),
+         N("sew", "add", ["lif2", "lif1"]), N("gap", "avgpool", ["sew"], kernel=4),
+         N("flat", "flatten", ["gap"]), N("fc", "linear", ["flat"], out_features=3)]
+    lay = _layers(g, (3, 8, 8))
+    assert lay["lif1"] == (["conv1", "bn1", "pool1", "lif1"], ["input"], False)
+    assert lay["lif2"] == (["conv2", "short", "sum", "lif2"], ["lif1"], False)
+    assert lay["sew"] == (["sew"], ["lif2", "lif1"], False)
+    assert lay["fc"] == (["gap", "flat", "fc"], ["sew"], True)
+    assert list(lay) == ["lif1", "lif2", "sew", "fc"]
+
+
+def test_a_recurrent_layer_reads_its_own_previous_spikes_through_the_delay():
+    g = [N("flat", "flatten", ["input"]), N("fc", "linear", ["flat"], out_features=6),
+         N("rec", "linear", ["back"], out_features=6), N("join", "add", ["fc", "rec"]),
+         N("lif", "neuron", ["join"], model="snntorch.rleaky"),
+         N("back", "delay", ["lif"], shape=[6], kind="spikes")]
+    lay = _layers(g, (1, 2, 3))
+    assert lay == {"lif": (["flat", "fc", "rec", "join", "lif"], ["input", "back"], False)}
+
+
+def test_a_current_feeding_two_layers_is_refused():
+    from snnsim.workload.nodes import lower
+
+    g = [N("c", "conv2d", ["input"], out_channels=2, kernel=1), N("a", "neuron", ["c"]), N("b", "neuron", ["c"])]
+    check_nodes(g, (1, 2, 2))
+    with pytest.raises(WorkloadError) as e:
+        lower(g)
+    assert e.value.key == "nodes.c" and "more than one layer" in e.value.message

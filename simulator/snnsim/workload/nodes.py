@@ -244,5 +244,89 @@ def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
 
 def recorded(nodes: list[Node]) -> list[Node]:
     """The nodes whose outputs a trace records: every neuron, and every op giving spikes or events
-    (in the given order)."""
-    return [n for n in nodes if n.op == "neuron" or n.kind in ("spikes", "events")]
+    (in the given order). A delay is not recorded: it gives its source's previous step."""
+    return [n for n in nodes if n.op != "delay" and (n.op == "neuron" or n.kind in ("spikes", "events"))]
+
+
+@dataclass
+class HardwareLayer:
+    """What one processing step of a chip computes: a recorded node (a neuron, or an op on events)
+    or a readout (a current nobody reads), together with every current op that feeds it from
+    recorded sources, the analog input or delays. ``conv -> batch norm -> max pool -> LIF`` is one
+    layer: the pooling acts on currents, before the neuron."""
+
+    name: str
+    output: Node
+    ops: list[Node]  # the current (and analog) ops of the layer, in dependency order, output last
+    sources: list[str]  # what the layer reads: recorded nodes, 'input', or delays
+
+    @property
+    def readout(self) -> bool:
+        """A current read out as the network's result (no neuron: membranes or currents)."""
+        return self.output.kind == "current"
+
+
+def lower(nodes: list[Node]) -> list[HardwareLayer]:
+    """Group a checked graph (:func:`check_nodes`) into hardware layers, in dependency order.
+
+    Each node that is not recorded belongs to the one layer its value flows into; a current that
+    two layers read (the same conv feeding two neurons) is refused, since a chip would compute it
+    once and store it, which the format does not model."""
+    by_name = {n.name: n for n in nodes}
+    heads = {n.name for n in recorded(nodes)}
+    consumers: dict[str, list[str]] = {n.name: [] for n in nodes}
+    for n in nodes:
+        for src in n.inputs:
+            if src != "input" and n.op != "delay":
+                consumers[src].append(n.name)
+    heads |= {n.name for n in nodes if n.op != "delay" and not consumers[n.name] and n.kind in ("current", "analog")}
+    order = _dependency_order(nodes)
+    owner: dict[str, str] = {}
+    for name in reversed(order):
+        n = by_name[name]
+        if n.op == "delay":
+            continue
+        if name in heads:
+            owner[name] = name
+            continue
+        owners = {owner[c] for c in consumers[name] if c in owner}
+        if len(owners) != 1:
+            raise WorkloadError("a current op feeds more than one layer", key=f"nodes.{name}",
+                                expected="each current flowing into one neuron or readout",
+                                found=f"'{name}' feeds {sorted(owners) if owners else 'nothing'}",
+                                suggestion="give each branch its own op, or put a neuron after it")
+        owner[name] = owners.pop()
+    layers = []
+    for name in order:
+        if name not in heads:
+            continue
+        ops = [by_name[m] for m in order if owner.get(m) == name]
+        mine = {n.name for n in ops}
+        sources: list[str] = []
+        for n in ops:
+            for src in n.inputs:
+                if src not in mine and src not in sources:
+                    sources.append(src)
+        layers.append(HardwareLayer(name=name, output=by_name[name], ops=ops, sources=sources))
+    return layers
+
+
+def _dependency_order(nodes: list[Node]) -> list[str]:
+    """Node names with every node after its inputs (delays' inputs do not count: they are read
+    one step late); stable for nodes already in order."""
+    done: set[str] = {"input"}
+    order: list[str] = []
+    pending = list(nodes)
+    while pending:
+        rest = []
+        for n in pending:
+            if n.op == "delay" or all(s in done for s in n.inputs):
+                done.add(n.name)
+                order.append(n.name)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):  # pragma: no cover - check_nodes refuses such graphs first
+            raise WorkloadError("the graph has a cycle that no delay breaks", key=f"nodes.{rest[0].name}",
+                                expected="a graph checked by check_nodes", found=f"{len(rest)} nodes in a cycle")
+        pending = rest
+    return order
