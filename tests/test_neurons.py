@@ -158,3 +158,16 @@ def test_snntorch_rleaky_is_reproduced_exactly(reset, reset_delay, all_to_all):
     got_spk, got = neurons.run_recurrent(neurons.SnnTorchRLeaky(beta=0.9, reset=reset, reset_delay=reset_delay),
                                          x, rec)
     assert np.array_equal(got_spk, np.stack(spikes)) and np.array_equal(got["mem"], np.stack(mems))
+
+
+def test_models_are_built_from_checked_parameters_and_named_back():
+    beta = np.linspace(0.5, 0.9, N)
+    m = neurons.neuron_model("snntorch.leaky", {"beta": beta, "threshold": 2, "reset": "zero"})
+    assert isinstance(m, neurons.SnnTorchLeaky) and m.beta.dtype == np.float32 and m.threshold == np.float32(2)
+    assert neurons.model_name(m) == "snntorch.leaky"
+    assert neurons.model_name(neurons.neuron_model("spikingjelly.if", {"v_reset": None})) == "spikingjelly.if"
+    # the same dynamics as a model built directly
+    x = _currents(9)
+    a, _ = neurons.run(m, x)
+    b, _ = neurons.run(neurons.SnnTorchLeaky(beta=beta.astype(np.float32), threshold=2.0, reset="zero"), x)
+    assert np.array_equal(a, b)

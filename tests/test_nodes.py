@@ -20,13 +20,13 @@ def test_snntorch_tutorial_cnn_pools_currents_before_its_neurons():
     """Conv2d -> MaxPool2d -> Leaky -> Conv2d -> MaxPool2d -> Leaky -> Linear -> Leaky, with biases."""
     g = [N("conv1", "conv2d", ["input"], out_channels=12, kernel=5, bias=True),
          N("pool1", "maxpool", ["conv1"], kernel=2),
-         N("lif1", "neuron", ["pool1"], model="snntorch.leaky"),
+         N("lif1", "neuron", ["pool1"], model="snntorch.leaky", beta=0.9),
          N("conv2", "conv2d", ["lif1"], out_channels=64, kernel=5, bias=True),
          N("pool2", "maxpool", ["conv2"], kernel=2),
-         N("lif2", "neuron", ["pool2"], model="snntorch.leaky"),
+         N("lif2", "neuron", ["pool2"], model="snntorch.leaky", beta=0.9),
          N("flat", "flatten", ["lif2"]),
          N("fc", "linear", ["flat"], out_features=10, bias=True),
-         N("lif3", "neuron", ["fc"], model="snntorch.leaky")]
+         N("lif3", "neuron", ["fc"], model="snntorch.leaky", beta=0.9)]
     check_nodes(g, (1, 28, 28))
     k = kinds(g)
     assert k["conv1"] == ("current", (12, 24, 24)) and k["pool1"] == ("current", (12, 12, 12))
@@ -65,17 +65,17 @@ def test_recurrence_through_a_delay_and_flatten_of_the_analog_input():
          N("fc", "linear", ["flat"], out_features=16),
          N("rec", "linear", ["back"], out_features=16),
          N("join", "add", ["fc", "rec"]),
-         N("lif", "neuron", ["join"], model="snntorch.rleaky"),
+         N("lif", "neuron", ["join"], model="snntorch.rleaky", beta=0.9),
          N("back", "delay", ["lif"], shape=[16], kind="spikes"),
          N("out", "linear", ["lif"], out_features=4),
-         N("li", "neuron", ["out"], model="nir.li")]
+         N("li", "neuron", ["out"], model="spikingjelly.lif", tau=2.0)]
     check_nodes(g, (1, 4, 4))
     k = kinds(g)
     assert k["flat"] == ("analog", (16,)) and k["back"] == ("spikes", (16,)) and k["join"][0] == "current"
 
 
 def test_sum_pool_of_spikes_gives_events_and_of_currents_a_current():
-    g = [N("c", "conv1d", ["input"], out_channels=2, kernel=3), N("s", "neuron", ["c"], model="snntorch.leaky"),
+    g = [N("c", "conv1d", ["input"], out_channels=2, kernel=3), N("s", "neuron", ["c"], model="snntorch.leaky", beta=0.9),
          N("sp", "sumpool", ["s"], kernel=2), N("cp", "sumpool", ["c"], kernel=2),
          N("mp", "maxpool", ["s"], kernel=2), N("r", "reshape", ["sp"], shape=[2, 4])]
     check_nodes(g, (1, 10))
@@ -86,15 +86,22 @@ def test_sum_pool_of_spikes_gives_events_and_of_currents_a_current():
 
 @pytest.mark.parametrize(("graph", "key", "words"), [
     ([N("a", "add", ["b"]), N("b", "add", ["a"])], "nodes.a", "cycle"),
-    ([N("d", "delay", ["n"], shape=[3]), N("n", "neuron", ["input"])], "nodes.d", "declared shape"),
+    ([N("d", "delay", ["n"], shape=[3]), N("n", "neuron", ["input"], model="spikingjelly.if")], "nodes.d", "declared shape"),
     ([N("x", "conv2d", ["input"], out_channels=2, kernel=9)], "nodes.x", "larger than"),
     ([N("x", "linear", ["input"], out_features=2)], "nodes.x.inputs", "flat input"),
     ([N("x", "iand", ["input", "input"])], "nodes.x.inputs", "spike maps"),
     ([N("x", "reshape", ["input"], shape=[5])], "nodes.x.shape", "number of values"),
     ([N("x", "conv2d", ["input"], out_channels=3, kernel=1, groups=2)], "nodes.x.groups", "divide"),
     ([N("x", "convolve", ["input"])], "nodes.x.op", "unsupported"),
-    ([N("x", "neuron", ["nope"])], "nodes.x.inputs", "names no node"),
-    ([N("x", "neuron", ["input"]), N("x", "neuron", ["input"])], "nodes.x", "duplicate"),
+    ([N("x", "neuron", ["nope"], model="spikingjelly.if")], "nodes.x.inputs", "names no node"),
+    ([N("x", "neuron", ["input"], model="spikingjelly.if"), N("x", "neuron", ["input"], model="spikingjelly.if")],
+     "nodes.x", "duplicate"),
+    ([N("x", "neuron", ["input"], model="snntorch.leakyy", beta=0.9)], "nodes.x.model", "unknown neuron"),
+    ([N("x", "neuron", ["input"], model="snntorch.leaky")], "nodes.x.beta", "needs beta"),
+    ([N("x", "neuron", ["input"], model="snntorch.leaky", beta=0.9, reset_delay="no")], "nodes.x.reset_delay",
+     "true or false"),
+    ([N("x", "neuron", ["input"], model="snntorch.leaky", beta=float("nan"))], "nodes.x.beta", "finite"),
+    ([N("x", "neuron", ["input"], model="spikingjelly.if", tau=2.0)], "nodes.x.tau", "no parameter"),
 ])
 def test_graphs_that_cannot_be_held_get_one_clear_error(graph, key, words):
     with pytest.raises(WorkloadError) as e:
@@ -112,10 +119,10 @@ def _layers(g, shape):
 def test_layers_are_a_neuron_with_the_current_ops_that_feed_it():
     g = [N("conv1", "conv2d", ["input"], out_channels=4, kernel=3, padding=1, bias=True),
          N("bn1", "affine", ["conv1"]), N("pool1", "maxpool", ["bn1"], kernel=2),
-         N("lif1", "neuron", ["pool1"], model="snntorch.leaky"),
+         N("lif1", "neuron", ["pool1"], model="snntorch.leaky", beta=0.9),
          N("conv2", "conv2d", ["lif1"], out_channels=4, kernel=3, padding=1),
          N("short", "conv2d", ["lif1"], out_channels=4, kernel=1),
-         N("sum", "add", ["conv2", "short"]), N("lif2", "neuron", ["sum"], model="snntorch.leaky"),
+         N("sum", "add", ["conv2", "short"]), N("lif2", "neuron", ["sum"], model="snntorch.leaky", beta=0.9),
          N("sew", "add", ["lif2", "lif1"]), N("gap", "avgpool", ["sew"], kernel=4),
          N("flat", "flatten", ["gap"]), N("fc", "linear", ["flat"], out_features=3)]
     lay = _layers(g, (3, 8, 8))
@@ -129,7 +136,7 @@ def test_layers_are_a_neuron_with_the_current_ops_that_feed_it():
 def test_a_recurrent_layer_reads_its_own_previous_spikes_through_the_delay():
     g = [N("flat", "flatten", ["input"]), N("fc", "linear", ["flat"], out_features=6),
          N("rec", "linear", ["back"], out_features=6), N("join", "add", ["fc", "rec"]),
-         N("lif", "neuron", ["join"], model="snntorch.rleaky"),
+         N("lif", "neuron", ["join"], model="snntorch.rleaky", beta=0.9),
          N("back", "delay", ["lif"], shape=[6], kind="spikes")]
     lay = _layers(g, (1, 2, 3))
     assert lay == {"lif": (["flat", "fc", "rec", "join", "lif"], ["input", "back"], False)}
@@ -138,7 +145,8 @@ def test_a_recurrent_layer_reads_its_own_previous_spikes_through_the_delay():
 def test_a_current_feeding_two_layers_is_refused():
     from snnsim.workload.nodes import lower
 
-    g = [N("c", "conv2d", ["input"], out_channels=2, kernel=1), N("a", "neuron", ["c"]), N("b", "neuron", ["c"])]
+    g = [N("c", "conv2d", ["input"], out_channels=2, kernel=1), N("a", "neuron", ["c"], model="spikingjelly.if"),
+         N("b", "neuron", ["c"], model="spikingjelly.if")]
     check_nodes(g, (1, 2, 2))
     with pytest.raises(WorkloadError) as e:
         lower(g)

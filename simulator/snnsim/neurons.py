@@ -24,10 +24,12 @@ spike``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import numpy as np
+
+from .errors import WorkloadError, did_you_mean
 
 RESETS = ("subtract", "zero", "none")
 F32 = np.float32
@@ -225,6 +227,61 @@ class SnnTorchRLeaky(SnnTorchLeaky):
             elif self.reset == "zero":
                 mem = mem - do * mem
         return spk, {"mem": mem}
+
+
+MODELS: dict[str, type] = {
+    "snntorch.leaky": SnnTorchLeaky,
+    "snntorch.rleaky": SnnTorchRLeaky,
+    "snntorch.synaptic": SnnTorchSynaptic,
+    "spikingjelly.if": SpikingJellyIF,
+    "spikingjelly.lif": SpikingJellyLIF,
+    "spikingjelly.plif": SpikingJellyPLIF,
+}
+
+
+def model_name(model: Any) -> str:
+    """The registered name of a neuron model instance (the ``model`` of a v2 neuron node)."""
+    for name, cls in MODELS.items():
+        if type(model) is cls:
+            return name
+    raise KeyError(type(model).__name__)
+
+
+def neuron_model(name: Any, params: dict[str, Any], key: str = "neuron", source: str | None = None) -> Any:
+    """The model ``name`` with ``params``, checked: a registered name, only its parameters, each
+    of its type (booleans as booleans, a reset among :data:`RESETS`, ``v_reset`` a number or None,
+    numbers finite, float32 scalars or per-neuron arrays). Raises WorkloadError naming ``key``."""
+    def fail(what: str, k: str, expected: str, found: Any, hint: str | None = None) -> WorkloadError:
+        return WorkloadError(what, file=source, key=f"{key}.{k}", expected=expected, found=repr(found)[:200],
+                             suggestion=hint)
+
+    if name not in MODELS:
+        raise fail("unknown neuron model", "model", f"one of {', '.join(MODELS)}", name, did_you_mean(str(name), MODELS))
+    cls = MODELS[name]
+    known = {f.name: f for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if k not in known:
+            raise fail(f"{name} has no parameter {k!r}", k, f"one of {', '.join(known)}", k, did_you_mean(k, known))
+        default = known[k].default
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise fail("expected true or false", k, "a boolean", v)
+        elif k == "reset":
+            if v not in RESETS:
+                raise fail("unknown reset mechanism", k, " or ".join(RESETS), v)
+        elif k == "v_reset" and v is None:
+            pass
+        else:
+            arr = np.asarray(v) if not isinstance(v, bool) else None
+            if arr is None or arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)):
+                raise fail("expected a finite number or array of numbers", k, "a number", v)
+            v = arr.astype(F32) if arr.ndim else F32(arr)
+        out[k] = v
+    missing = [f.name for f in fields(cls) if f.name not in out and f.default is MISSING]
+    if missing:
+        raise fail(f"{name} needs {', '.join(missing)}", missing[0], "a value", None)
+    return cls(**out)
 
 
 def run(model: Any, currents: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

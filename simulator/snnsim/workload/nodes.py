@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import WorkloadError, did_you_mean
+from ..neurons import neuron_model
 
 WEIGHTED = {"conv1d": 1, "conv2d": 2, "conv3d": 3, "linear": 0}
 POOLS = {"maxpool": None, "avgpool": None, "sumpool": None}  # spatial rank from the input
@@ -196,6 +197,9 @@ def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
             raise _err(n, "unsupported op", f"one of {', '.join(OPS)}", repr(n.op), did_you_mean(str(n.op), OPS), "op")
         by_name[n.name] = n
     for n in nodes:
+        if n.op == "neuron":
+            params = {k: v for k, v in n.params.items() if k != "model"}
+            neuron_model(n.params.get("model"), params, key=f"nodes.{n.name}")
         for src in n.inputs:
             if src != "input" and src not in by_name:
                 raise _err(n, "an input names no node", "'input' or a node name", src,
