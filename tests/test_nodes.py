@@ -151,3 +151,32 @@ def test_a_current_feeding_two_layers_is_refused():
     with pytest.raises(WorkloadError) as e:
         lower(g)
     assert e.value.key == "nodes.c" and "more than one layer" in e.value.message
+
+
+def test_nodes_round_trip_through_their_manifest_form():
+    import json
+
+    from snnsim.workload.nodes import node_as_dict, node_from_dict
+
+    g = [N("c", "conv2d", ["input"], out_channels=2, kernel=[3, 3], bias=True, weight_bits=4),
+         N("lif", "neuron", ["c"], model="snntorch.leaky", beta={"array": "params/lif/beta"}, reset="zero")]
+    back = [node_from_dict(d, i) for i, d in enumerate(json.loads(json.dumps([node_as_dict(n) for n in g])))]
+    assert [(n.name, n.op, n.inputs, n.params) for n in back] == [(n.name, n.op, n.inputs, n.params) for n in g]
+
+
+@pytest.mark.parametrize(("d", "key"), [
+    ([], "nodes[0]"), ({"op": "add", "inputs": ["input"]}, "nodes[0].name"),
+    ({"name": "a", "op": 3, "inputs": ["input"]}, "nodes.a.op"),
+    ({"name": "a", "op": "add", "inputs": []}, "nodes.a.inputs"),
+    ({"name": "a", "op": "add", "inputs": ["input"], "params": [1]}, "nodes.a.params"),
+    ({"name": "a", "op": "add", "inputs": ["input"], "params": {"k": [1.5]}}, "nodes.a.params.k"),
+    ({"name": "a", "op": "add", "inputs": ["input"], "params": {"k": {"arr": "x"}}}, "nodes.a.params.k"),
+    ({"name": "a", "op": "add", "inputs": ["input"], "params": {"k": float("inf")}}, "nodes.a.params.k"),
+    ({"name": "a", "op": "add", "inputs": ["input"], "parms": {}}, "nodes[0].parms"),
+])
+def test_malformed_manifest_nodes_are_refused(d, key):
+    from snnsim.workload.nodes import node_from_dict
+
+    with pytest.raises(WorkloadError) as e:
+        node_from_dict(d, 0)
+    assert e.value.key == key

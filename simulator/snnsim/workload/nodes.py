@@ -61,6 +61,54 @@ class Node:
         return math.prod(self.out_shape)
 
 
+PARAM_ARRAY = "array"  # a parameter stored as a trace array: {"array": "<name in the .npz>"}
+
+
+def node_from_dict(d: Any, index: int) -> Node:
+    """One manifest node ``{name, op, inputs, params}``, its types checked (the graph is checked by
+    :func:`check_nodes`). A parameter is a JSON number, boolean, string, null, a list of integers
+    (kernel, shape...), or ``{"array": NAME}`` naming a trace array (per-neuron values)."""
+    key = f"nodes[{index}]"
+    if not isinstance(d, dict):
+        raise WorkloadError("a node must be a JSON object", key=key, expected="{name, op, inputs, params}",
+                            found=type(d).__name__)
+    unknown = set(d) - {"name", "op", "inputs", "params"}
+    if unknown:
+        raise WorkloadError("unknown field of a node", key=f"{key}.{sorted(unknown)[0]}",
+                            expected="name, op, inputs, params", found=sorted(unknown)[0],
+                            suggestion=did_you_mean(sorted(unknown)[0], ("name", "op", "inputs", "params")))
+    name = d.get("name")
+    if not isinstance(name, str):
+        raise WorkloadError("a node needs a name", key=f"{key}.name", expected="a string", found=repr(name)[:200])
+    key = f"nodes.{name}"
+    op, inputs, params = d.get("op"), d.get("inputs"), d.get("params", {})
+    if not isinstance(op, str):
+        raise WorkloadError("a node needs an op", key=f"{key}.op", expected=f"one of {', '.join(OPS)}",
+                            found=repr(op)[:200])
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        raise WorkloadError("inputs must be a non-empty list of node names", key=f"{key}.inputs",
+                            expected="['input'] or ['<node>', ...]", found=repr(inputs)[:200])
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise WorkloadError("params must be a JSON object", key=f"{key}.params", expected="{...}",
+                            found=type(params).__name__)
+    for k, v in params.items():
+        ok = (v is None or isinstance(v, (bool, str)) or isinstance(v, (int, float)) and math.isfinite(v)
+              or isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+              or isinstance(v, dict) and set(v) == {PARAM_ARRAY} and isinstance(v[PARAM_ARRAY], str))
+        if not ok:
+            raise WorkloadError("invalid parameter", key=f"{key}.params.{k}",
+                                expected="a finite number, boolean, string, null, list of integers, or "
+                                '{"array": NAME}', found=repr(v)[:200])
+    return Node(name=name, op=op, inputs=list(inputs), params=dict(params))
+
+
+def node_as_dict(node: Node) -> dict[str, Any]:
+    """The manifest form of a node (the inverse of :func:`node_from_dict`)."""
+    return {"name": node.name, "op": node.op, "inputs": list(node.inputs), "params": dict(node.params)}
+
+
 def _err(node: Node, what: str, expected: str, found: str, suggestion: str | None = None,
          field_: str | None = None) -> WorkloadError:
     key = f"nodes.{node.name}" + (f".{field_}" if field_ else "")
@@ -183,8 +231,9 @@ KIND_RULES = {
 
 
 def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
-    """Check names, edges, cycles (only through ``delay``), shapes and kinds; fill in
-    ``out_shape`` and ``kind`` of every node. Nodes may be listed in any order: the check visits
+    """Check names, edges, cycles (only through ``delay``), neuron models and their parameters,
+    shapes and kinds; fill in ``out_shape`` and ``kind`` of every node. Parameters stored as
+    arrays (``{"array": NAME}``) must be resolved to those arrays first. Nodes may be listed in any order: the check visits
     them in dependency order (a delay's input counts as already known)."""
     by_name: dict[str, Node] = {}
     for n in nodes:
