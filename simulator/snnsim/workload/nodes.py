@@ -14,8 +14,9 @@ values, and *neuron nodes* turn currents into spikes. Every edge carries one kin
 
 The kinds follow from the ops (:data:`KIND_RULES`): a weighted op gives a current; max-pooling
 spikes gives spikes (their OR); adding spikes gives events; a neuron gives spikes. A node is
-*recorded* in the trace when the processor sees its output as events: every neuron, and every op
-whose output is spikes or events (the hardware's layers start there, `docs/workload-format.md`).
+*recorded* in the trace when the processor sees its output as events: every neuron, the OR of a
+max pool of spikes, an IAND, and a sum of spikes several layers read (a SEW ADD); a sum of spikes
+one layer reads is part of that layer's fan-out (:func:`lower`).
 
 A cycle is allowed only through a ``delay`` node (a recurrent edge: the delay reads a later node
 and gives its previous step's value), so the graph stays a DAG once delays are cut.
@@ -296,9 +297,9 @@ def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
 
 
 def recorded(nodes: list[Node]) -> list[Node]:
-    """The nodes whose outputs a trace records: every neuron, and every op giving spikes or events
-    (in the given order). A delay is not recorded: it gives its source's previous step."""
-    return [n for n in nodes if n.op != "delay" and (n.op == "neuron" or n.kind in ("spikes", "events"))]
+    """The nodes whose outputs a trace records: the outputs of the hardware layers
+    (:func:`lower`) that give spikes or events, in dependency order."""
+    return [la.output for la in lower(nodes) if la.output.kind in ("spikes", "events")]
 
 
 @dataclass
@@ -322,33 +323,41 @@ class HardwareLayer:
 def lower(nodes: list[Node]) -> list[HardwareLayer]:
     """Group a checked graph (:func:`check_nodes`) into hardware layers, in dependency order.
 
-    Each node that is not recorded belongs to the one layer its value flows into; a current that
-    two layers read (the same conv feeding two neurons) is refused, since a chip would compute it
-    once and store it, which the format does not model."""
+    A layer ends at a node the processor must see as events: a neuron; an op on spikes that is
+    not a sum (the OR of a max pool of spikes, an IAND); a sum of spikes or events (a SEW-ResNet
+    ADD, a sum pool, a flatten of spikes) that several layers read; or a node nobody reads (the
+    network's output: a readout when it is a current). Every other node belongs to the one layer
+    its value flows into: a sum of spikes read by one layer is part of that layer's fan-out, as a
+    convolution is. A current that two layers read (one conv feeding two neurons) is refused: a
+    chip would compute it once and store it, which the format does not model."""
     by_name = {n.name: n for n in nodes}
-    heads = {n.name for n in recorded(nodes)}
     consumers: dict[str, list[str]] = {n.name: [] for n in nodes}
     for n in nodes:
         for src in n.inputs:
             if src != "input" and n.op != "delay":
                 consumers[src].append(n.name)
-    heads |= {n.name for n in nodes if n.op != "delay" and not consumers[n.name] and n.kind in ("current", "analog")}
+    read_late = {n.inputs[0] for n in nodes if n.op == "delay"}  # read again one step later
+    heads = {n.name for n in nodes if n.op != "delay" and (
+        n.op == "neuron" or not consumers[n.name] or n.name in read_late
+        or n.kind in ("spikes", "events") and n.op in ("maxpool", "iand"))}
     order = _dependency_order(nodes)
     owner: dict[str, str] = {}
     for name in reversed(order):
         n = by_name[name]
         if n.op == "delay":
             continue
-        if name in heads:
-            owner[name] = name
-            continue
-        owners = {owner[c] for c in consumers[name] if c in owner}
-        if len(owners) != 1:
-            raise WorkloadError("a current op feeds more than one layer", key=f"nodes.{name}",
-                                expected="each current flowing into one neuron or readout",
-                                found=f"'{name}' feeds {sorted(owners) if owners else 'nothing'}",
-                                suggestion="give each branch its own op, or put a neuron after it")
-        owner[name] = owners.pop()
+        if name not in heads:
+            owners = {owner[c] for c in consumers[name]}
+            if len(owners) == 1:
+                owner[name] = owners.pop()
+                continue
+            if n.kind not in ("spikes", "events"):
+                raise WorkloadError("a current op feeds more than one layer", key=f"nodes.{name}",
+                                    expected="each current flowing into one neuron or readout",
+                                    found=f"'{name}' feeds {sorted(owners)}",
+                                    suggestion="give each branch its own op, or put a neuron after it")
+            heads.add(name)  # events several layers read are recorded once
+        owner[name] = name
     layers = []
     for name in order:
         if name not in heads:
