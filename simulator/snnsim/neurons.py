@@ -25,7 +25,7 @@ spike``).
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -229,7 +229,36 @@ class SnnTorchRLeaky(SnnTorchLeaky):
         return spk, {"mem": mem}
 
 
+@dataclass(frozen=True)
+class SnnsimIF:
+    """Format v1's neuron, as ``snnsim verify`` computes it in float64: ``v = (1 - leak) v + I``
+    (``v + I`` when ``leak`` is 0); spike when ``v >= threshold``; then ``v -= threshold``
+    (``subtract``) or ``v = 0`` (``zero``). v1 traces migrate to it unchanged."""
+
+    dtype: ClassVar[type] = np.float64  # its parameters as neuron_model stores them
+
+    threshold: Any = 1.0
+    leak: float = 0.0
+    reset: str = "subtract"
+
+    def __post_init__(self) -> None:
+        if self.reset not in ("subtract", "zero"):
+            raise ValueError(f"reset must be subtract or zero, not {self.reset!r}")
+
+    def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"v": np.zeros(shape, np.float64)}
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        thr = np.asarray(self.threshold, np.float64)
+        v = state["v"]
+        v = v * (1.0 - float(self.leak)) + x if self.leak else v + x
+        spike = v >= thr
+        v = v - spike * thr if self.reset == "subtract" else np.where(spike, 0.0, v)
+        return spike.astype(np.float64), {"v": v}
+
+
 MODELS: dict[str, type] = {
+    "snnsim.if": SnnsimIF,
     "snntorch.leaky": SnnTorchLeaky,
     "snntorch.rleaky": SnnTorchRLeaky,
     "snntorch.synaptic": SnnTorchSynaptic,
@@ -276,12 +305,16 @@ def neuron_model(name: Any, params: dict[str, Any], key: str = "neuron", source:
             arr = np.asarray(v) if not isinstance(v, bool) else None
             if arr is None or arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)):
                 raise fail("expected a finite number or array of numbers", k, "a number", v)
-            v = arr.astype(F32) if arr.ndim else F32(arr)
+            dtype = getattr(cls, "dtype", F32)  # the frameworks' float32, or v1's float64
+            v = arr.astype(dtype) if arr.ndim else dtype(arr)
         out[k] = v
     missing = [f.name for f in fields(cls) if f.name not in out and f.default is MISSING]
     if missing:
         raise fail(f"{name} needs {', '.join(missing)}", missing[0], "a value", None)
-    return cls(**out)
+    try:
+        return cls(**out)
+    except ValueError as e:  # a value the model's own check refuses (e.g. a reset it does not have)
+        raise fail(f"invalid {name} parameters", "params", "parameters the model accepts", str(e)) from None
 
 
 def run(model: Any, currents: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -293,11 +326,12 @@ def run(model: Any, currents: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndar
 def run_recurrent(model: Any, currents: np.ndarray, recurrent: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """:func:`run` with a recurrent input: ``recurrent(previous spikes) -> current``, given to the
     model's ``step`` as ``rec`` (None: no recurrence). Spikes before the first step are zero."""
-    currents = _f32(currents)
+    dtype = getattr(model, "dtype", F32)  # the frameworks' float32, or v1's float64
+    currents = np.asarray(currents, dtype=dtype)
     state = model.state(currents.shape[1:])
     spikes = np.zeros(currents.shape, bool)
     trace: dict[str, list[np.ndarray]] = {k: [] for k in state}
-    prev = np.zeros(currents.shape[1:], F32)
+    prev = np.zeros(currents.shape[1:], dtype)
     for t in range(currents.shape[0]):
         if recurrent is None:
             spk, state = model.step(state, currents[t])
@@ -307,4 +341,4 @@ def run_recurrent(model: Any, currents: np.ndarray, recurrent: Any) -> tuple[np.
         spikes[t] = spk > 0
         for k, v in state.items():
             trace[k].append(v)
-    return spikes, {k: np.stack(v) if v else np.zeros(currents.shape, F32) for k, v in trace.items()}
+    return spikes, {k: np.stack(v) if v else np.zeros(currents.shape, dtype) for k, v in trace.items()}
