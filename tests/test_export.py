@@ -404,3 +404,22 @@ def test_exported_snntorch_trace_runs_through_simulate(torch, snn):
     # the sensor sends conv0's spike map: 4 channels x 4 x 4 bits per step
     assert report.summary["bandwidth"]["payload_bits_per_frame"] == 4 * 4 * 4 * T
     assert report.summary["energy"]["total_pj_per_frame"] > 0
+
+
+def test_a_model_straight_after_a_training_step_exports(torch, snn, tmp_path):
+    """snnTorch neurons then hold hidden state with autograd history, which deep copies refuse:
+    the export copies it detached and leaves the user's model as it was."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 2, stride=2, bias=False), snn.Leaky(beta=0.5, init_hidden=True),
+                              torch.nn.Flatten(), torch.nn.Linear(256, 3, bias=False))
+    x = torch.rand(2, 1, 16, 16)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net(x).sum().backward()
+    opt.step()
+    net(x)  # the neuron's membrane now has a grad_fn
+    assert not net[1].mem.is_leaf
+    before = [p.detach().clone() for p in net.parameters()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _export(net, x.numpy(), time_steps=2, path=tmp_path / "t.npz")
+    assert load_workload(tmp_path / "t.npz").time_steps == 2
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))

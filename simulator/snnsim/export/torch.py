@@ -423,11 +423,25 @@ def _module_op(rec: _Recognizer, name: str, m: Any, args: list[int], shape: Any 
                 params={"tuple": tuple_out})]
 
 
+def _copy_model(model: Any) -> Any:
+    """A deep copy of the model that leaves the user's untouched, even straight after a training
+    step: neurons then hold hidden state with autograd history (non-leaf tensors), which
+    ``copy.deepcopy`` refuses; such tensors are copied detached (the copy's state is reset before
+    it runs anyway)."""
+    torch = _torch()
+    memo: dict[int, Any] = {}
+    for m in model.modules():
+        for value in (*vars(m).values(), *getattr(m, "_buffers", {}).values()):  # snnTorch keeps mem as a buffer
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
 def _fx_ops(model: Any, x: Any, lead: int, rec: _Recognizer) -> list[_Op]:
     torch = _torch()
     import torch.fx as fx
 
-    twin = copy.deepcopy(model)
+    twin = _copy_model(model)
 
     class _Tracer(fx.Tracer):
         def is_leaf_module(self, m: Any, qualname: str) -> bool:
