@@ -384,6 +384,15 @@ def load_workload(path: str | Path) -> Workload:
     the manifest's types, the graph, every array's header against the manifest before any data
     is read, then the values (input in [0, 1], padding bits zero, thresholds and scales > 0)."""
     source = str(path)
+    p = checked_trace_path(path)
+    with NpzArchive(p, source) as z:
+        return _from_manifest(_read_manifest(z, source), z, source)
+
+
+def checked_trace_path(path: str | Path) -> Path:
+    """The path of an existing regular file that looks like an .npz (else one WorkloadError
+    saying what it is instead: missing, a folder, a NIR graph, YAML, a single .npy...)."""
+    source = str(path)
     p = Path(path)
     try:
         st = p.stat()
@@ -399,8 +408,7 @@ def load_workload(path: str | Path) -> Workload:
         raise WorkloadError("not a regular file", file=source, expected="an .npz file",
                             found="a FIFO, device or socket")
     _refuse_other_formats(sniff(p, source), source)
-    with NpzArchive(p, source) as z:
-        return _from_manifest(_read_manifest(z, source), z, source)
+    return p
 
 
 def _refuse_other_formats(kind: str, source: str) -> None:
