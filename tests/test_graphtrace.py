@@ -98,3 +98,27 @@ def test_from_v1_keys_weights_by_their_op_node():
     gt = from_v1(wl)
     names = {n.name for n in gt.nodes}
     assert all(k.split("/", 1)[1] in names for k in gt.arrays if k.startswith("weights/"))
+
+
+@pytest.mark.parametrize("stem", ["resnet_imagenet", "vsa_mnist", "digits_snn"])
+def test_a_v2_file_of_v1_constructs_runs_as_its_v1_twin(stem, tmp_path):
+    """load_workload reads v2 files: a v1 trace written as v2 simulates to the same report."""
+    from snnsim import load_hardware, simulate
+    from snnsim.report.writers import to_json
+
+    v1 = load_workload(f"workloads/{stem}.npz")
+    save_graph_trace(from_v1(v1), tmp_path / "v2.npz")
+    v2 = load_workload(tmp_path / "v2.npz")
+    hw = {"resnet_imagenet": "hwconfigs/p2m.yaml", "vsa_mnist": "hwconfigs/vsa.yaml",
+          "digits_snn": "hwconfigs/p2m_digits.yaml"}[stem]
+    sets = ["sensor.photodiodes_per_pixel=1"] if stem == "vsa_mnist" else []
+    a, b = simulate(load_hardware(hw, sets), v1), simulate(load_hardware(hw, sets), v2)
+    a.meta["workload"]["source"] = b.meta["workload"]["source"] = "-"
+    assert to_json(a) == to_json(b)
+
+
+def test_a_v2_construct_the_hardware_does_not_replay_yet_is_named(tmp_path):
+    save_graph_trace(_v2_trace(), tmp_path / "g.npz")
+    with pytest.raises(WorkloadError) as e:
+        load_workload(tmp_path / "g.npz")
+    assert e.value.key.startswith("nodes.") and "do not replay" in e.value.message

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="simulate a workload on one chip and report",
                        description="Simulate TRACE on the chip HWCONFIG and print the report.")
     p.add_argument("hwconfig", help="hardware YAML, e.g. hwconfigs/p2m.yaml")
-    p.add_argument("trace", help="spike trace (.npz, format v1), e.g. workloads/resnet_imagenet.npz")
+    p.add_argument("trace", help="spike trace (.npz, format v1 or v2), e.g. workloads/resnet_imagenet.npz")
     _set_option(p)
     _format_option(p)
     p.add_argument("-o", "--output", metavar="DIR",
@@ -462,7 +462,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if f.endswith(".npz"):
             wl = load_workload(f)
             wls.append(wl)
-            _emit(f"{f}: valid trace (format v1, {len(wl.layers)} layers, {wl.samples} samples, "
+            _emit(f"{f}: valid trace (format v{wl.format_version}, {len(wl.layers)} layers, {wl.samples} samples, "
                   f"{wl.time_steps} steps)")
         else:
             hw = load_hardware(f, args.overrides)

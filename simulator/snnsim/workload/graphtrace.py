@@ -71,9 +71,12 @@ class GraphTrace:
         return tuple(int(s) for s in self.input.shape[1:])
 
     def layers(self) -> list[HardwareLayer]:
-        """The hardware layers (:func:`snnsim.workload.nodes.lower`) of the checked graph."""
+        """The hardware layers (:func:`snnsim.workload.nodes.lower`) of the checked graph, with
+        array parameters resolved to their arrays."""
         check(self)
-        return lower(self.nodes)
+        resolved = _resolved(self.nodes, self.arrays, self.source)
+        check_nodes(resolved, self.input_shape)
+        return lower(resolved)
 
 
 def _resolved(nodes: list[Node], arrays: dict[str, np.ndarray], source: str) -> list[Node]:
@@ -297,3 +300,30 @@ def load_graph_trace(path: str | Path) -> GraphTrace:
         if isinstance(man, dict) and man.get("format") == "snnsim-trace" and man.get("version") == FORMAT_VERSION:
             return graph_from_manifest(man, z, source)
         return from_v1(_from_manifest(man, z, source))
+
+
+def to_workload(gt: GraphTrace) -> Any:
+    """The v1 :class:`~snnsim.workload.trace.Workload` the hardware models replay, for a v2 trace
+    made of v1 constructs (:func:`.migrate.layers_to_v1`); anything else raises WorkloadError
+    naming the node."""
+    from .graph import check_graph
+    from .migrate import layers_to_v1
+    from .trace import Workload
+
+    try:
+        layers, weight_of, thresholds = layers_to_v1(gt.layers())
+        check_graph(layers, gt.input_shape)
+    except WorkloadError as e:
+        raise WorkloadError(e.message, file=gt.source, key=e.key, expected=e.expected, found=e.found,
+                            suggestion=e.suggestion) from None
+    packed: dict[str, np.ndarray] = {}
+    for la in layers:
+        if la.spiking:
+            key = f"spikes/{la.name}"
+            # a v1 flatten of spikes holds its input's bits unchanged (channels-first order)
+            packed[la.name] = gt.recorded[key] if key in gt.recorded else packed[la.inputs[0]]
+    weights = {weight_of[k.split("/", 1)[1]]: a for k, a in gt.arrays.items()
+               if k.startswith("weights/") and k.split("/", 1)[1] in weight_of}
+    return Workload(layers=layers, input=gt.input, packed_spikes=packed, time_steps=gt.time_steps,
+                    model=gt.model, dataset=gt.dataset, weights=weights, thresholds=thresholds,
+                    provenance=dict(gt.provenance), source=gt.source, format_version=FORMAT_VERSION)

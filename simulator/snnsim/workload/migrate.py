@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .graph import Layer
-from .nodes import Node
+from ..errors import WorkloadError
+from .graph import Layer, Neuron
+from .nodes import HardwareLayer, Node
 
 
 def _op_node(layer: Layer, name: str) -> Node:
@@ -62,3 +63,78 @@ def nodes_from_v1(layers: list[Layer], thresholds: dict[str, np.ndarray] | None 
         out += [op, Node(layer.name, "neuron", [op.name],
                          {"model": "snnsim.if", "threshold": threshold, "leak": float(n.leak), "reset": n.reset})]
     return out
+
+
+_V1_POOL = {"avgpool": "avgpool", "sumpool": "maxpool"}  # v1's maxpool with a neuron summed spikes
+
+
+def _unsupported(node: Node, what: str) -> WorkloadError:
+    return WorkloadError(f"the hardware models do not replay {what} yet", key=f"nodes.{node.name}",
+                         expected="format v1's constructs: conv/linear without bias into an snnsim.if "
+                         "neuron, sum/avg pooling or an add of spikes into one, an OR max pool, a readout",
+                         found=f"{node.op}" + (f" ({node.params.get('model')})" if node.op == "neuron" else ""),
+                         suggestion="replay of the other v2 constructs is being added; verify and export "
+                         "already read them")
+
+
+def layers_to_v1(hw_layers: list[HardwareLayer]) -> tuple[list[Layer], dict[str, str], dict[str, np.ndarray]]:
+    """The v1 layers of a v2 graph made only of v1 constructs (the inverse of
+    :func:`nodes_from_v1`): (layers, v1 layer of each weighted node, per-channel thresholds).
+    Anything else raises WorkloadError naming the node."""
+    out: list[Layer] = []
+    weight_of: dict[str, str] = {}
+    thresholds: dict[str, np.ndarray] = {}
+    for hl in hw_layers:
+        ops = list(hl.ops)
+        head = hl.output
+        neuron = None
+        if head.op == "neuron":
+            p = head.params
+            if p.get("model") != "snnsim.if":
+                raise _unsupported(head, "this neuron model")
+            th = p.get("threshold", 1.0)
+            per_channel = isinstance(th, np.ndarray) and th.size > 1
+            if per_channel:
+                thresholds[head.name] = np.asarray(th, np.float32).reshape(-1)
+            neuron = Neuron(model="LIF" if p.get("leak", 0.0) else "IF",
+                            threshold=1.0 if per_channel else float(np.asarray(th)), leak=float(p.get("leak", 0.0)),
+                            reset=p.get("reset", "subtract"), per_channel=per_channel)
+            ops = ops[:-1]
+        # shape-only ops on recorded spikes become v1's structural flatten layers
+        while ops and ops[0].op == "flatten" and len(ops) > 1:
+            f = ops.pop(0)
+            out.append(Layer(f.name, "flatten", list(f.inputs), f.out_shape))
+        if len(ops) != 1:
+            raise _unsupported(ops[1] if len(ops) > 1 else head, "a layer of several current ops")
+        (op,) = ops
+        name = hl.name
+        pr = op.params
+        if op.op in ("conv2d", "conv3d", "linear"):
+            if pr.get("bias"):
+                raise _unsupported(op, "a bias")
+            rank = 0 if op.op == "linear" else int(op.op[-2])
+            k = pr.get("kernel", 1)
+            kernel = tuple([k] * rank if isinstance(k, int) else k)
+            layer = Layer(name, op.op, list(op.inputs), op.out_shape, weight_bits=int(pr.get("weight_bits", 1)),
+                          neuron=neuron, **({} if rank == 0 else {
+                              "kernel": kernel, "stride": _axes(pr.get("stride", 1), rank),
+                              "padding": _axes(pr.get("padding", 0), rank), "groups": int(pr.get("groups", 1))}))
+            weight_of[op.name] = name
+        elif op.op in _V1_POOL and neuron is not None or op.op == "maxpool" and neuron is None and op.kind == "spikes":
+            rank = len(op.out_shape) - 1
+            k = _axes(pr["kernel"], rank)
+            layer = Layer(name, _V1_POOL.get(op.op, "maxpool"), list(op.inputs), op.out_shape, kernel=k,
+                          stride=_axes(pr.get("stride", list(k)), rank), padding=_axes(pr.get("padding", 0), rank),
+                          neuron=neuron)
+        elif op.op == "add" and all(i != "input" for i in op.inputs) and neuron is not None:
+            layer = Layer(name, "add", list(op.inputs), op.out_shape, neuron=neuron)
+        elif op.op == "flatten":
+            layer = Layer(name, "flatten", list(op.inputs), op.out_shape, neuron=neuron)
+        else:
+            raise _unsupported(op, f"a {op.op} here")
+        out.append(layer)
+    return out, weight_of, thresholds
+
+
+def _axes(v: Any, rank: int) -> tuple[int, ...]:
+    return tuple([v] * rank if isinstance(v, int) else v)

@@ -57,6 +57,7 @@ class Workload:
     packed_weights: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
+    format_version: int = FORMAT_VERSION  # of the file it was read from (a v2 file of v1 constructs: 2)
 
     @property
     def samples(self) -> int:
@@ -386,7 +387,12 @@ def load_workload(path: str | Path) -> Workload:
     source = str(path)
     p = checked_trace_path(path)
     with NpzArchive(p, source) as z:
-        return _from_manifest(_read_manifest(z, source), z, source)
+        man = _read_manifest(z, source)
+        if isinstance(man, dict) and man.get("format") == FORMAT_NAME and man.get("version") == 2:
+            from .graphtrace import graph_from_manifest, to_workload
+
+            return to_workload(graph_from_manifest(man, z, source))
+        return _from_manifest(man, z, source)
 
 
 def checked_trace_path(path: str | Path) -> Path:
