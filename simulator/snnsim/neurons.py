@@ -49,6 +49,23 @@ def _at_or_above(v: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     return ((v - threshold) >= 0).astype(F32)
 
 
+def _check_reset(reset: str) -> None:
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, not {reset!r}")
+
+
+def _reset_now(mem: np.ndarray, spk: np.ndarray, r: np.ndarray, thr: np.ndarray, reset: str) -> np.ndarray:
+    """snnTorch's reset right after the spike (``reset_delay=False``): ``do = spk - r`` (the
+    previous step's reset is already in, so none is done twice), then ``mem - do * thr``
+    (subtract) or ``mem - do * mem`` (zero)."""
+    do = spk - r
+    if reset == "subtract":
+        return mem - do * thr
+    if reset == "zero":
+        return mem - do * mem
+    return mem
+
+
 @dataclass(frozen=True)
 class SnnTorchLeaky:
     """snnTorch ``Leaky``: first-order leaky integrate-and-fire.
@@ -65,8 +82,7 @@ class SnnTorchLeaky:
     reset_delay: bool = True
 
     def __post_init__(self) -> None:
-        if self.reset not in RESETS:
-            raise ValueError(f"reset must be one of {RESETS}, not {self.reset!r}")
+        _check_reset(self.reset)
 
     def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         return {"mem": np.zeros(shape, F32)}
@@ -83,11 +99,7 @@ class SnnTorchLeaky:
             mem = mem - r * thr
         spk = _above(mem, thr)
         if not self.reset_delay:
-            do = spk - r  # the previous step's reset is already in: no double reset
-            if self.reset == "subtract":
-                mem = mem - do * thr
-            elif self.reset == "zero":
-                mem = mem - do * mem
+            mem = _reset_now(mem, spk, r, thr, self.reset)
         return spk, {"mem": mem}
 
 
@@ -107,8 +119,7 @@ class SnnTorchSynaptic:
     reset_delay: bool = True
 
     def __post_init__(self) -> None:
-        if self.reset not in RESETS:
-            raise ValueError(f"reset must be one of {RESETS}, not {self.reset!r}")
+        _check_reset(self.reset)
 
     def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         return {"syn": np.zeros(shape, F32), "mem": np.zeros(shape, F32)}
@@ -127,11 +138,7 @@ class SnnTorchSynaptic:
             mem = mem - mem * r
         spk = _above(mem, thr)
         if not self.reset_delay:
-            do = spk - r
-            if self.reset == "subtract":
-                mem = mem - do * thr
-            elif self.reset == "zero":
-                mem = mem - do * mem
+            mem = _reset_now(mem, spk, r, thr, self.reset)
         return spk, {"syn": syn, "mem": mem}
 
 
@@ -221,11 +228,7 @@ class SnnTorchRLeaky(SnnTorchLeaky):
             mem = base
         spk = _above(mem, thr)
         if not self.reset_delay:
-            do = spk - r
-            if self.reset == "subtract":
-                mem = mem - do * thr
-            elif self.reset == "zero":
-                mem = mem - do * mem
+            mem = _reset_now(mem, spk, r, thr, self.reset)
         return spk, {"mem": mem}
 
 
