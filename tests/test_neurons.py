@@ -171,3 +171,40 @@ def test_models_are_built_from_checked_parameters_and_named_back():
     a, _ = neurons.run(m, x)
     b, _ = neurons.run(neurons.SnnTorchLeaky(beta=beta.astype(np.float32), threshold=2.0, reset="zero"), x)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["IF", "LIF", "CubaLIF"])
+def test_nir_neurons_give_the_spikes_of_the_nir_importer(kind, tmp_path):
+    """A Linear -> neuron NIR graph imported and simulated by export/nir.py, against the same
+    neuron stepped by snnsim.neurons on the same synaptic currents."""
+    nir = pytest.importorskip("nir")
+    from snnsim.export.nir import workload_from_nir
+
+    rng = np.random.default_rng(11)
+    n_in, n_out, steps, dt = 6, 5, 30, 1e-3
+    w = rng.standard_normal((n_out, n_in)) * 2.0
+    thr = np.full(n_out, 1.0)
+    params = {"IF": dict(r=np.full(n_out, 400.0), v_threshold=thr, v_reset=np.zeros(n_out)),
+              "LIF": dict(tau=np.full(n_out, 5e-3), r=np.full(n_out, 2.0), v_leak=np.zeros(n_out),
+                          v_threshold=thr, v_reset=np.zeros(n_out)),
+              "CubaLIF": dict(tau_syn=np.full(n_out, 2e-3), tau_mem=np.full(n_out, 5e-3), r=np.full(n_out, 2.0),
+                              v_leak=np.zeros(n_out), v_threshold=thr, v_reset=np.zeros(n_out),
+                              w_in=np.full(n_out, 1.0))}[kind]
+    node = getattr(nir, kind)(**params)
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([n_in])), "fc": nir.Linear(weight=w),
+                            "lif": node, "output": nir.Output(output_type=np.array([n_out]))},
+                     edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    x = rng.random((2, n_in))
+    wl = workload_from_nir(g, inputs=x, time_steps=steps, dt=dt)
+    want = wl.spikes(wl.layers[0].name)  # (samples, T, n_out)
+    cur = np.broadcast_to((x @ w.T)[:, None, :], (2, steps, n_out))
+    if kind == "CubaLIF":
+        model = neurons.neuron_model("nir.cubalif", {"dt": dt, "tau": params["tau_mem"], "tau_syn": params["tau_syn"],
+                                                     "r": params["r"], "w_in": params["w_in"]})
+    else:
+        model = neurons.neuron_model("nir.lif", {"dt": dt, "r": params["r"],
+                                                 **({"tau": params["tau"]} if kind == "LIF" else {})})
+    for s in range(2):
+        got, _ = neurons.run(model, cur[s])
+        assert np.array_equal(got, want[s]), kind
+    assert want.any() and not want.all()

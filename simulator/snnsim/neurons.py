@@ -260,7 +260,61 @@ class SnnsimIF:
         return spike.astype(np.float64), {"v": v}
 
 
+@dataclass(frozen=True)
+class NirLIF:
+    """NIR's ``LIF`` (and ``IF`` with ``tau=None``), forward Euler with step ``dt`` as snnTorch's
+    and SpikingJelly's NIR exports use it, in float64: ``v = (1 - a) v + a v_leak + a r I`` with
+    ``a = dt / tau`` (IF: ``v = v + dt r I``); spike when ``v > v_threshold``; then ``v =
+    v_reset``. (``export/nir.py``'s functional model, which divides the membrane by the input gain
+    to reach format v1's form, gives the same spikes.)"""
+
+    dtype: ClassVar[type] = np.float64
+
+    dt: Any = 1e-4
+    r: Any = 1.0
+    tau: Any = None
+    v_leak: Any = 0.0
+    v_threshold: Any = 1.0
+    v_reset: Any = 0.0
+
+    def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"v": np.zeros(shape, np.float64)}
+
+    def charge(self, state: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
+        v, r, dt = state["v"], np.float64(1) * self.r, np.float64(self.dt)
+        if self.tau is None:
+            return {"v": v + dt * r * x}
+        a = dt / np.asarray(self.tau, np.float64)
+        return {"v": (1 - a) * v + a * np.asarray(self.v_leak, np.float64) + a * r * x}
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        state = self.charge(state, np.asarray(x, np.float64))
+        v = state["v"]
+        spike = v > np.asarray(self.v_threshold, np.float64)
+        state["v"] = np.where(spike, np.asarray(self.v_reset, np.float64), v)
+        return spike.astype(np.float64), state
+
+
+@dataclass(frozen=True)
+class NirCubaLIF(NirLIF):
+    """NIR's ``CubaLIF``: a synaptic current ``I = (1 - b) I + b w_in S`` (``b = dt / tau_syn``)
+    drives the LIF membrane with ``tau = tau_mem``; fire and reset as :class:`NirLIF`."""
+
+    tau_syn: Any = 1.0
+    w_in: Any = 1.0
+
+    def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"i": np.zeros(shape, np.float64), "v": np.zeros(shape, np.float64)}
+
+    def charge(self, state: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
+        b = np.float64(self.dt) / np.asarray(self.tau_syn, np.float64)
+        i = (1 - b) * state["i"] + b * np.asarray(self.w_in, np.float64) * x
+        return {"i": i, **super().charge({"v": state["v"]}, i)}
+
+
 MODELS: dict[str, type] = {
+    "nir.cubalif": NirCubaLIF,
+    "nir.lif": NirLIF,
     "snnsim.if": SnnsimIF,
     "snntorch.leaky": SnnTorchLeaky,
     "snntorch.rleaky": SnnTorchRLeaky,
