@@ -44,7 +44,6 @@ from .nodes import (
 from .npzfile import NpzArchive, describe_dtype
 
 FORMAT_VERSION = 2
-MAX_EVENT = 255
 
 
 @dataclass
