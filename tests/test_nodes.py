@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from snnsim.errors import WorkloadError
-from snnsim.workload.nodes import Node, check_nodes, recorded
+from snnsim.workload.nodes import Node, check_nodes, lower, recorded
 
 
 def N(name, op, inputs, **params):
@@ -183,3 +183,36 @@ def test_malformed_manifest_nodes_are_refused(d, key):
     with pytest.raises(WorkloadError) as e:
         node_from_dict(d, 0)
     assert e.value.key == key
+
+
+def test_recurrent_neuron_takes_its_delayed_spikes_as_a_second_input():
+    nodes = [Node("fc", "linear", ["input"], {"out_features": 5}),
+             Node("d", "delay", ["lif"], {"shape": [5], "kind": "spikes"}),
+             Node("rec", "linear", ["d"], {"out_features": 5}),
+             Node("lif", "neuron", ["fc", "rec"], {"model": "snntorch.rleaky", "beta": 0.9}),
+             Node("out", "linear", ["lif"], {"out_features": 3})]
+    check_nodes(nodes, (8,))
+    (lif, out) = lower(nodes)
+    assert [n.name for n in lif.ops] == ["fc", "rec", "lif"] and lif.sources == ["input", "d"]
+    assert out.readout and out.sources == ["lif"]
+    bad = [Node("fc", "linear", ["input"], {"out_features": 5}),
+           Node("fc2", "linear", ["input"], {"out_features": 5}),
+           Node("lif", "neuron", ["fc", "fc2"], {"model": "snntorch.leaky", "beta": 0.9})]
+    with pytest.raises(WorkloadError, match="exactly one input") as e:
+        check_nodes(bad, (8,))
+    assert "rleaky" in e.value.suggestion
+
+
+def test_membrane_readouts_are_currents_at_the_network_output():
+    nodes = [Node("fc", "linear", ["input"], {"out_features": 4}),
+             Node("li", "neuron", ["fc"], {"model": "nir.li", "tau": 2e-3})]
+    check_nodes(nodes, (8,))
+    assert nodes[1].kind == "current" and lower(nodes)[0].readout and recorded(nodes) == []
+    mem = [Node("fc", "linear", ["input"], {"out_features": 4}),
+           Node("lif", "neuron", ["fc"], {"model": "snntorch.leaky", "beta": 0.5, "output": "membrane"}),
+           Node("fc2", "linear", ["lif"], {"out_features": 2})]
+    check_nodes(mem, (8,))
+    with pytest.raises(WorkloadError, match="membrane feeds other nodes"):
+        lower(mem)
+    with pytest.raises(WorkloadError, match="spikes or its membrane"):
+        check_nodes([Node("li", "neuron", ["input"], {"model": "nir.li", "output": "spikes"})], (8,))

@@ -312,8 +312,57 @@ class NirCubaLIF(NirLIF):
         return {"i": i, **super().charge({"v": state["v"]}, i)}
 
 
+@dataclass(frozen=True)
+class NirLI:
+    """NIR's ``LI``, a leaky integrator read out by its membrane (no spikes): forward Euler in
+    float64, ``v = (1 - a) v + a v_leak + a r I`` with ``a = dt / tau``; its output is ``v``."""
+
+    dtype: ClassVar[type] = np.float64
+    spiking: ClassVar[bool] = False
+
+    dt: Any = 1e-4
+    tau: Any = 1.0
+    r: Any = 1.0
+    v_leak: Any = 0.0
+
+    def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"v": np.zeros(shape, np.float64)}
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        a = np.float64(self.dt) / np.asarray(self.tau, np.float64)
+        v = (1 - a) * state["v"] + a * np.asarray(self.v_leak, np.float64) + a * np.asarray(self.r, np.float64) * x
+        return v, {"v": v}
+
+
+@dataclass(frozen=True)
+class NirIntegrator:
+    """NIR's ``Integrator`` (``dv/dt = r I``), read out by its membrane: ``v = v + dt r I`` in
+    float64; its output is ``v``."""
+
+    dtype: ClassVar[type] = np.float64
+    spiking: ClassVar[bool] = False
+
+    dt: Any = 1e-4
+    r: Any = 1.0
+
+    def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {"v": np.zeros(shape, np.float64)}
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        v = state["v"] + np.float64(self.dt) * np.asarray(self.r, np.float64) * x
+        return v, {"v": v}
+
+
+def is_spiking(model: Any) -> bool:
+    """Whether a model (class or instance) gives spikes; readouts (LI, Integrator) give their
+    membrane."""
+    return getattr(model, "spiking", True)
+
+
 MODELS: dict[str, type] = {
     "nir.cubalif": NirCubaLIF,
+    "nir.integrator": NirIntegrator,
+    "nir.li": NirLI,
     "nir.lif": NirLIF,
     "snnsim.if": SnnsimIF,
     "snntorch.leaky": SnnTorchLeaky,
@@ -376,7 +425,8 @@ def neuron_model(name: Any, params: dict[str, Any], key: str = "neuron", source:
 
 def run(model: Any, currents: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Step ``model`` over ``currents`` (T, ...) from its zero state; (spikes (T, ...) bool, the
-    state after each step as arrays (T, ...) per state variable)."""
+    state after each step as arrays (T, ...) per state variable). A readout model (LI,
+    Integrator: :func:`is_spiking` false) gives no spikes: read its ``v`` from the states."""
     return run_recurrent(model, currents, None)
 
 

@@ -19,7 +19,11 @@ max pool of spikes, an IAND, and a sum of spikes several layers read (a SEW ADD)
 one layer reads is part of that layer's fan-out (:func:`lower`).
 
 A cycle is allowed only through a ``delay`` node (a recurrent edge: the delay reads a later node
-and gives its previous step's value), so the graph stays a DAG once delays are cut.
+and gives its previous step's value), so the graph stays a DAG once delays are cut. A recurrent
+neuron (snnTorch's ``RLeaky``, ``RSynaptic``) is written ``neuron(inputs=[forward current,
+recurrent current])`` with the recurrent current ``linear`` (all to all), ``conv2d`` or ``scale``
+(one to one) of ``delay(neuron)``: the neuron adds the second input after the first, in the
+framework's order (:class:`snnsim.neurons.SnnTorchRLeaky`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import WorkloadError, did_you_mean
-from ..neurons import neuron_model
+from ..neurons import MODELS, is_spiking, neuron_model
 
 WEIGHTED = {"conv1d": 1, "conv2d": 2, "conv3d": 3, "linear": 0}
 POOLS = {"maxpool": None, "avgpool": None, "sumpool": None}  # spatial rank from the input
@@ -38,6 +42,9 @@ JOINS = ("add", "iand")
 SHAPE_OPS = ("flatten", "reshape")
 OPS = (*WEIGHTED, *ELEMENTWISE, *POOLS, *JOINS, *SHAPE_OPS, "delay", "neuron")
 KINDS = ("analog", "spikes", "events", "current")
+# neuron models that take a recurrent current as a second input, added after the forward one in
+# the framework's order: the graph writes it neuron -> delay -> linear/conv/scale -> the neuron
+RECURRENT_MODELS = ("snntorch.rleaky", "snntorch.rsynaptic")
 
 
 @dataclass
@@ -48,7 +55,8 @@ class Node:
     Parameters by op: weighted ops ``out_channels`` / ``out_features``, ``kernel``, ``stride``,
     ``padding``, ``dilation``, ``groups``, ``bias`` (bool), ``weight_bits``; pools ``kernel``,
     ``stride``, ``padding``; ``reshape`` ``shape``; ``neuron`` ``model`` (a name of
-    :mod:`snnsim.neurons`) and its parameters."""
+    :mod:`snnsim.neurons`), its parameters, and ``output``: ``membrane`` for a readout of the
+    membrane (LI and Integrator always are)."""
 
     name: str
     op: str
@@ -155,8 +163,14 @@ def _shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
                 raise _err(node, f"the inputs of {op} have different shapes", str(list(shapes[0])),
                            str(list(s)), "reshape one branch, or pool it to the other's size")
         return shapes[0]
+    if op == "neuron" and len(shapes) == 2 and node.params.get("model") in RECURRENT_MODELS:
+        if shapes[1] != shapes[0]:
+            raise _err(node, "a recurrent neuron's two inputs have different shapes", str(list(shapes[0])),
+                       str(list(shapes[1])), field_="inputs")
+        return shapes[0]
     if len(shapes) != 1:
-        raise _err(node, f"{op} takes exactly one input", "1 input", f"{len(shapes)} inputs", field_="inputs")
+        hint = (f"only {', '.join(RECURRENT_MODELS)} take a second (recurrent) input" if op == "neuron" else None)
+        raise _err(node, f"{op} takes exactly one input", "1 input", f"{len(shapes)} inputs", hint, field_="inputs")
     (first,) = shapes
     if op in ("flatten", "neuron", *ELEMENTWISE):
         return (math.prod(first),) if op == "flatten" else first
@@ -203,7 +217,7 @@ def _kind(node: Node, kinds: list[str]) -> str:
     op = node.op
     discrete = all(k in ("spikes", "events") for k in kinds)
     if op == "neuron":
-        return "spikes"
+        return "current" if reads_membrane(node) else "spikes"
     if op in WEIGHTED or op in ELEMENTWISE or op == "avgpool":
         return "current"
     if op in ("flatten", "reshape"):
@@ -248,8 +262,13 @@ def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
         by_name[n.name] = n
     for n in nodes:
         if n.op == "neuron":
-            params = {k: v for k, v in n.params.items() if k != "model"}
+            params = {k: v for k, v in n.params.items() if k not in ("model", "output")}
             neuron_model(n.params.get("model"), params, key=f"nodes.{n.name}")
+            out = n.params.get("output")
+            if out not in (None, "spikes", "membrane") or out == "spikes" and not is_spiking(MODELS[n.params["model"]]):
+                raise _err(n, "a neuron's output is its spikes or its membrane (a readout)",
+                           "'membrane'" if out == "spikes" else "'spikes' or 'membrane'", repr(out),
+                           field_="params.output")
         for src in n.inputs:
             if src != "input" and src not in by_name:
                 raise _err(n, "an input names no node", "'input' or a node name", src,
@@ -296,6 +315,13 @@ def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
                        f"{list(shape[src])} {kind[src]} (from {src})", f"{list(n.out_shape)} {n.kind}")
 
 
+def reads_membrane(node: Node) -> bool:
+    """A neuron read out by its membrane (``params.output: membrane``, or a model with no spikes:
+    LI, Integrator): the network's result, a current."""
+    model = MODELS.get(node.params.get("model"))
+    return node.params.get("output") == "membrane" or model is not None and not is_spiking(model)
+
+
 def recorded(nodes: list[Node]) -> list[Node]:
     """The nodes whose outputs a trace records: the outputs of the hardware layers
     (:func:`lower`) that give spikes or events, in dependency order."""
@@ -337,6 +363,12 @@ def lower(nodes: list[Node]) -> list[HardwareLayer]:
             if src != "input" and n.op != "delay":
                 consumers[src].append(n.name)
     read_late = {n.inputs[0] for n in nodes if n.op == "delay"}  # read again one step later
+    for n in nodes:
+        if n.op == "neuron" and n.kind == "current" and (consumers[n.name] or n.name in read_late):
+            raise WorkloadError("a neuron read out by its membrane feeds other nodes", key=f"nodes.{n.name}",
+                                expected="a membrane readout as a network output",
+                                found=f"read by {sorted(consumers[n.name]) or 'a delay'}",
+                                suggestion="read its spikes instead (drop params.output), or end the network there")
     heads = {n.name for n in nodes if n.op != "delay" and (
         n.op == "neuron" or not consumers[n.name] or n.name in read_late
         or n.kind in ("spikes", "events") and n.op in ("maxpool", "iand"))}
