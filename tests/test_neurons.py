@@ -196,7 +196,7 @@ def test_nir_neurons_give_the_spikes_of_the_nir_importer(kind, tmp_path):
                      edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
     x = rng.random((2, n_in))
     wl = workload_from_nir(g, inputs=x, time_steps=steps, dt=dt)
-    want = wl.spikes(wl.layers[0].name)  # (samples, T, n_out)
+    want = np.unpackbits(wl.recorded["spikes/lif"], axis=-1, count=n_out).astype(bool)  # (samples, T, n_out)
     cur = np.broadcast_to((x @ w.T)[:, None, :], (2, steps, n_out))
     if kind == "CubaLIF":
         model = neurons.neuron_model("nir.cubalif", {"dt": dt, "tau": params["tau_mem"], "tau_syn": params["tau_syn"],
@@ -208,3 +208,35 @@ def test_nir_neurons_give_the_spikes_of_the_nir_importer(kind, tmp_path):
         got, _ = neurons.run(model, cur[s])
         assert np.array_equal(got, want[s]), kind
     assert want.any() and not want.all()
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("all_to_all", [False, True])
+def test_snntorch_rsynaptic_is_reproduced_exactly(reset, all_to_all):
+    snntorch = pytest.importorskip("snntorch")
+    torch.manual_seed(0)
+    x = _currents(10, scale=0.3)
+    if all_to_all:
+        syn = snntorch.RSynaptic(alpha=0.8, beta=0.9, linear_features=N, reset_mechanism=reset)
+
+        def rec(spk):
+            with torch.no_grad():
+                return syn.recurrent(torch.from_numpy(spk)).numpy()
+    else:
+        syn = snntorch.RSynaptic(alpha=0.8, beta=0.9, V=0.35, all_to_all=False, reset_mechanism=reset)
+
+        def rec(spk):
+            return spk * np.float32(0.35)
+    spk, cur, mem = torch.zeros(N), torch.zeros(N), torch.zeros(N)
+    spikes, syns, mems = [], [], []
+    with torch.no_grad():
+        for t in range(T):
+            spk, cur, mem = syn(torch.from_numpy(x[t]), spk, cur, mem)
+            spikes.append(spk.numpy() > 0)
+            syns.append(cur.numpy().copy())
+            mems.append(mem.numpy().copy())
+    model = neurons.neuron_model("snntorch.rsynaptic", {"alpha": 0.8, "beta": 0.9, "reset": reset})
+    got_spk, got = neurons.run_recurrent(model, x, rec)
+    assert np.array_equal(got_spk, np.stack(spikes))
+    assert np.array_equal(got["syn"], np.stack(syns)) and np.array_equal(got["mem"], np.stack(mems))
+    assert got_spk.any() and not got_spk.all()

@@ -233,6 +233,39 @@ class SnnTorchRLeaky(SnnTorchLeaky):
 
 
 @dataclass(frozen=True)
+class SnnTorchRSynaptic(SnnTorchSynaptic):
+    """snnTorch ``RSynaptic``: a :class:`SnnTorchSynaptic` whose synaptic current gets its own
+    previous spikes through a recurrent weight (``rec``, the graph's one-step delayed edge), added
+    after the input: ``syn = (alpha * syn + x) + rec``; ``mem = beta * mem + syn``; ``subtract``:
+    ``mem -= r * thr``; ``zero``: ``mem -= mem * r`` (the current is kept); then ``spk = H(mem -
+    thr)``. snnTorch 0.9-1.0's ``reset_delay=False`` branch of ``RSynaptic.forward`` updates a
+    local variable only and never reaches the state, so the dynamics are these for either value
+    (``reset_delay`` must stay True here: the model has no other)."""
+
+    def __post_init__(self) -> None:
+        _check_reset(self.reset)
+        if not self.reset_delay:
+            raise ValueError("snnTorch's RSynaptic has no immediate reset: reset_delay must be True")
+
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray,
+             rec: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        thr = _f32(self.threshold)
+        alpha = np.clip(_f32(self.alpha), F32(0), F32(1))
+        beta = np.clip(_f32(self.beta), F32(0), F32(1))
+        syn, mem = state["syn"], state["mem"]
+        r = _above(mem, thr)
+        syn = alpha * syn + _f32(x)
+        if rec is not None:
+            syn = syn + _f32(rec)
+        mem = beta * mem + syn
+        if self.reset == "subtract":
+            mem = mem - r * thr
+        elif self.reset == "zero":
+            mem = mem - mem * r
+        return _above(mem, thr), {"syn": syn, "mem": mem}
+
+
+@dataclass(frozen=True)
 class SnnsimIF:
     """Format v1's neuron, as ``snnsim verify`` computes it in float64: ``v = (1 - leak) v + I``
     (``v + I`` when ``leak`` is 0); spike when ``v >= threshold``; then ``v -= threshold``
@@ -367,6 +400,7 @@ MODELS: dict[str, type] = {
     "snnsim.if": SnnsimIF,
     "snntorch.leaky": SnnTorchLeaky,
     "snntorch.rleaky": SnnTorchRLeaky,
+    "snntorch.rsynaptic": SnnTorchRSynaptic,
     "snntorch.synaptic": SnnTorchSynaptic,
     "spikingjelly.if": SpikingJellyIF,
     "spikingjelly.lif": SpikingJellyLIF,
