@@ -56,7 +56,7 @@ def nir_files(weighted_trace, tmp_path) -> tuple[Path, Path]:
     from snnsim.export.nir import write_nir
 
     graph, data = tmp_path / "g.nir", tmp_path / "d.nir"
-    write_nir(load_workload(weighted_trace), graph, data_path=data)
+    write_nir(load_workload(weighted_trace), graph, data_path=data, approximate=True)
     return graph, data
 
 
@@ -73,7 +73,7 @@ def _verb_with_output(verb: str, out: Path, tiny_hw_files, tiny_trace, weighted_
     graph, data = request.getfixturevalue("nir_files")
     if verb == "from-nir":
         return ["workload", "from-nir", graph, "--spikes", data, "-o", out]
-    return ["workload", "to-nir", weighted_trace, "-o", out]
+    return ["workload", "to-nir", weighted_trace, "--approximate", "-o", out]
 
 
 VERBS = ("run", "compare", "schema", "synth", "from-nir", "to-nir")
@@ -229,13 +229,13 @@ def test_to_nir_refuses_to_replace_its_trace(weighted_trace, tmp_path, capsys):
     link = tmp_path / "link.npz"
     os.link(weighted_trace, link)
     for out in (weighted_trace, Path(os.path.relpath(weighted_trace)), link):
-        code, _, err = run(["workload", "to-nir", weighted_trace, "-o", out, "--overwrite"], capsys)
+        code, _, err = run(["workload", "to-nir", weighted_trace, "--approximate", "-o", out, "--overwrite"], capsys)
         assert code == 2 and "one of the command's inputs" in err, out
-    code, _, err = run(["workload", "to-nir", weighted_trace, "-o", tmp_path / "g.nir", "--data", weighted_trace,
-                        "--overwrite"], capsys)
+    code, _, err = run(["workload", "to-nir", weighted_trace, "--approximate", "-o", tmp_path / "g.nir",
+                        "--data", weighted_trace, "--overwrite"], capsys)
     assert code == 2 and "one of the command's inputs" in err
     assert not (tmp_path / "g.nir").exists()
-    code, _, err = run(["workload", "to-nir", weighted_trace, "-o", tmp_path / "g.nir", "--data",
+    code, _, err = run(["workload", "to-nir", weighted_trace, "--approximate", "-o", tmp_path / "g.nir", "--data",
                         tmp_path / "g.nir"], capsys)
     assert code == 2 and "same file" in err
     assert weighted_trace.read_bytes() == original

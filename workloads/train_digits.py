@@ -8,7 +8,8 @@ The data are real and offline: scikit-learn's ``load_digits`` (the UCI ML hand-w
 rounded to the 8-bit grid k/255 (what an 8-bit pixel readout delivers). A stratified split keeps
 25 % of the images for testing.
 
-The network fits format v1 and a P2M chip (``hwconfigs/p2m_digits.yaml``):
+The network runs on a P2M chip (``hwconfigs/p2m_digits.yaml``); it is exported as format v2,
+each neuron as the snnTorch ``Leaky`` it is:
 
     conv0  Conv2d 1 -> 8, kernel 2, stride 2, no padding, no bias   16x16 -> 8x8   (the in-pixel layer)
     lif0   snntorch.Leaky(beta=1): IF, threshold 1, reset by subtraction
@@ -21,8 +22,8 @@ The network fits format v1 and a P2M chip (``hwconfigs/p2m_digits.yaml``):
 Direct encoding, T = 4 steps, surrogate gradients (snnTorch's arctan), Adam. Every weight is
 trained quantisation-aware on a 4-bit sign-magnitude grid per output channel (alpha * k / 7,
 k = -7..7, alpha = the channel's largest magnitude; straight-through gradient), so the exported
-weights are what a 4-bit chip stores. No bias and no batch norm: format v1 has no bias, and a
-constant current per step cannot be folded into a threshold over T > 1 steps.
+weights are what a 4-bit chip stores. No bias and no batch norm: the chip's 4-bit weights are
+the whole model.
 
 Seeded and deterministic on CPU (one thread, deterministic algorithms): the same versions give
 the same weights, accuracy and trace.
@@ -134,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch.nn.utils.parametrize as parametrize
     from sklearn.model_selection import train_test_split
     from snnsim.export import from_torch
-    from snnsim.workload.trace import save_workload
 
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
@@ -182,31 +182,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"test accuracy  {acc:.4f} ({int((pred == yte).sum())}/{len(yte)} held-out images), T = {TIME_STEPS}")
 
     n = min(args.samples, len(yte))
-    wl = from_torch(model, xte[:n], TIME_STEPS, model_name="digits_snn",
-                    dataset=f"sklearn_digits_{SIZE}x{SIZE} (test split, first {n})")
-    wl.provenance.update({
-        "trained": {"data": "scikit-learn load_digits (UCI ML hand-written digits, CC BY 4.0)",
-                    "preprocessing": f"ink/16, bilinear to {SIZE}x{SIZE}, rounded to k/255",
-                    "split": "stratified 75/25, random_state 0", "epochs": args.epochs, "time_steps": TIME_STEPS,
-                    "optimizer": "Adam lr 5e-3, cosine schedule, batch 64", "surrogate": "snntorch atan",
-                    "weights": f"{WEIGHT_BITS}-bit sign-magnitude per output channel, quantisation-aware",
-                    "seed": SEED, "test_accuracy": round(acc, 4), "train_accuracy": round(acc_tr, 4),
-                    "test_images": len(yte), "labels": [int(v) for v in yte[:n]],
-                    "exported_accuracy": round(float((pred[:n] == yte[:n]).float().mean()), 4)},
-    })
-    save_workload(wl, args.out)
+    trained = {"data": "scikit-learn load_digits (UCI ML hand-written digits, CC BY 4.0)",
+               "preprocessing": f"ink/16, bilinear to {SIZE}x{SIZE}, rounded to k/255",
+               "split": "stratified 75/25, random_state 0", "epochs": args.epochs, "time_steps": TIME_STEPS,
+               "optimizer": "Adam lr 5e-3, cosine schedule, batch 64", "surrogate": "snntorch atan",
+               "weights": f"{WEIGHT_BITS}-bit sign-magnitude per output channel, quantisation-aware",
+               "seed": SEED, "test_accuracy": round(acc, 4), "train_accuracy": round(acc_tr, 4),
+               "test_images": len(yte), "labels": [int(v) for v in yte[:n]],
+               "exported_accuracy": round(float((pred[:n] == yte[:n]).float().mean()), 4)}
+    gt = from_torch(model, xte[:n], TIME_STEPS, path=args.out, model_name="digits_snn",
+                    dataset=f"sklearn_digits_{SIZE}x{SIZE} (test split, first {n})",
+                    weight_bits=WEIGHT_BITS, provenance={"trained": trained})
     print(f"wrote {args.out}: {n} samples, T = {TIME_STEPS}, {Path(args.out).stat().st_size:,} bytes")
     print("spike rates (spikes / (neurons x steps)):")
-    for la in wl.layers:
-        if la.spiking:
-            per_step = wl.spike_counts(la.name).sum(axis=0) / (la.out_size * wl.samples)
-            rate = float(wl.spike_counts(la.name).sum()) / (la.out_size * wl.samples * wl.time_steps)
-            steps = " / ".join(f"{r:.3f}" for r in per_step)
-            print(f"  {la.name:6s} {la.op:8s} {'x'.join(map(str, la.out_shape)):8s} {rate:.4f}   steps {steps}")
-    check = wl.provenance["export"]["self_check"]
-    for name, c in check.items():
-        print(f"  self-check {name}: {c['trains_differing']} of {c['neurons']} spike trains differ from a float64 "
-              f"replay ({c['within_tolerance']} within float rounding)")
+    for la in gt.layers():
+        if la.output.kind != "spikes":
+            continue
+        bits = np.unpackbits(gt.recorded[f"spikes/{la.name}"], axis=-1).sum(axis=(0, 2))  # padding bits are 0
+        per_step = bits / (la.output.size * gt.samples)
+        steps = " / ".join(f"{r:.3f}" for r in per_step)
+        print(f"  {la.name:6s} {'x'.join(map(str, la.output.out_shape)):8s} {float(per_step.mean()):.4f}   "
+              f"steps {steps}")
     print(f"done in {time.time() - t0:.1f} s")
     return 0
 

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "thresholds, and compare with TRACE: bit for bit in the core's integer "
                                    "arithmetic, or in float64 (float weights, real thresholds) where spike trains "
                                    "that differ only by float rounding are within tolerance (docs/verify.md). "
+                                   "A format v2 trace is recomputed node by node from its graph, each layer from "
+                                   "the recorded activity it reads (membrane and input widths do not apply). "
                                    "Exit status 0 when every recorded layer matches, 1 on any mismatch.")
     p.add_argument("trace", help="spike trace (.npz)")
     p.add_argument("--hwconfig", help="take membrane_bits and input_bits from this chip (default: 16 and 8)")
@@ -135,18 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--time-steps", type=int, default=None, help="time steps T (to simulate, or to bin event data)")
     n.add_argument("--dt", type=float, default=1e-4, help="time step of the discretisation (default 1e-4)")
     n.add_argument("--weight-bits", type=int, default=8, help="bits recorded for non-binary weights (default 8)")
-    n.add_argument("--reset", choices=("zero", "subtract"), default=None, help="override the reset mode")
-    n.add_argument("--spike-condition", choices=("nir", "v1"), default="nir",
-                   help="fire on v > threshold (nir, default) or v >= threshold (v1)")
     n.add_argument("--model", default=None, help="model name recorded in the trace")
     n.add_argument("--dataset", default="unknown", help="dataset name recorded in the trace")
     n.add_argument("-o", "--output", metavar="TRACE", help="trace to write (.npz)")
     n.add_argument("--overwrite", action="store_true")
     t = wsub.add_parser("to-nir", help="write a trace's graph (and optionally its spikes) as NIR",
                         description="The reverse of from-nir. Needs: pip install \"snnsim[nir]\".")
-    t.add_argument("trace", help="spike trace (.npz, format v1) with weights")
+    t.add_argument("trace", help="spike trace (.npz, format v2 or v1) with weights")
     t.add_argument("--data", metavar="DATA", help="also write the input and spikes as a NIRData file")
-    t.add_argument("--dt", type=float, default=1e-4, help="time step of the discretisation (default 1e-4)")
+    t.add_argument("--dt", type=float, default=None,
+                   help="time step of the discretisation (default: the NIR neurons' own, else 1e-4)")
+    t.add_argument("--approximate", action="store_true",
+                   help="write a neuron NIR cannot express exactly (snnsim.if's subtractive reset) as the nearest "
+                        "NIR neuron; snnsim reads the exact one back from the node's metadata")
     t.add_argument("-o", "--output", metavar="GRAPH", help="NIR file to write")
     t.add_argument("--overwrite", action="store_true")
     return parser
@@ -407,8 +410,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
-    from .verify import verify_workload
-    from .workload.trace import load_workload
+    from .verify_graph import verify_path
 
     membrane_bits, input_bits = 16, 8
     if args.hwconfig:
@@ -423,8 +425,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                          found=" ".join(args.overrides))
     membrane_bits = args.membrane_bits or membrane_bits
     input_bits = args.input_bits or input_bits
-    wl = load_workload(args.trace)
-    result = verify_workload(wl, membrane_bits=membrane_bits, input_bits=input_bits, arithmetic=args.arithmetic)
+    # a v1 file: the v1 verifier, as before; a v2 file: its graph, recomputed node by node
+    result = verify_path(args.trace, membrane_bits=membrane_bits, input_bits=input_bits, arithmetic=args.arithmetic)
     fmt = _default_format(args.format)
     if fmt == "json":
         _emit(json.dumps(result.to_dict(), indent=1))
@@ -557,32 +559,38 @@ def _new_output(args: argparse.Namespace, what: str, *extra: str | None,
 def cmd_from_nir(args: argparse.Namespace) -> int:
     from .export.nir import workload_from_nir
     from .fileio import writing
-    from .workload.trace import load_workload, save_workload
+    from .workload.graphtrace import load_graph_trace, save_graph_trace
 
     (out,) = _new_output(args, "from-nir", inputs=[args.graph, args.spikes, args.inputs])
     made = workload_from_nir(args.graph, spikes=args.spikes, inputs=args.inputs, time_steps=args.time_steps,
-                             dt=args.dt, weight_bits=args.weight_bits, spike_condition=args.spike_condition,
-                             reset=args.reset, model=args.model, dataset=args.dataset)
+                             dt=args.dt, weight_bits=args.weight_bits, model=args.model, dataset=args.dataset)
     with writing(out), _undo_on_failure([out]):
-        save_workload(made, out)
-    wl = load_workload(out)
-    _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {wl.model}, {wl.samples} samples, "
-          f"{wl.time_steps} steps, {len(wl.layers)} layers; spikes {wl.provenance.get('spikes', '?')}")
-    for note in wl.provenance.get("notes", []):
+        save_graph_trace(made, out)
+    gt = load_graph_trace(out)
+    _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {gt.model}, {gt.samples} samples, "
+          f"{gt.time_steps} steps, {len(gt.nodes)} nodes ({len(gt.recorded)} recorded); "
+          f"spikes {gt.provenance.get('spikes', '?')}")
+    for note in gt.provenance.get("notes", []):
         _emit(f"note: {note}")
     return 0
 
 
 def cmd_to_nir(args: argparse.Namespace) -> int:
-    from .export.nir import write_nir
+    import json
+
+    from .export.nir import workload_to_nir, write_nir
     from .fileio import writing
-    from .workload.trace import load_workload
+    from .workload.graphtrace import load_graph_trace
 
     outs = _new_output(args, "to-nir", args.data, inputs=[args.trace])
-    wl = load_workload(args.trace)
+    gt = load_graph_trace(args.trace)
     with writing(*outs), _undo_on_failure(outs):
-        write_nir(wl, outs[0], dt=args.dt, data_path=args.data)
-    _emit(f"wrote {outs[0]}" + (f" and {args.data}" if args.data else "") + f" ({len(wl.layers)} layers)")
+        write_nir(gt, outs[0], dt=args.dt, data_path=args.data, approximate=args.approximate)
+    _emit(f"wrote {outs[0]}" + (f" and {args.data}" if args.data else "") + f" ({len(gt.nodes)} nodes)")
+    if args.approximate:
+        notes = workload_to_nir(gt, args.dt, approximate=True).metadata.get("snnsim_notes")
+        for note in json.loads(notes) if notes else []:
+            _emit(f"note: {note}")
     return 0
 
 
