@@ -117,8 +117,16 @@ def test_a_v2_file_of_v1_constructs_runs_as_its_v1_twin(stem, tmp_path):
     assert to_json(a) == to_json(b)
 
 
-def test_a_v2_construct_the_hardware_does_not_replay_yet_is_named(tmp_path):
+def test_v2_constructs_load_as_hardware_layers_and_what_no_chip_runs_is_named(tmp_path):
     save_graph_trace(_v2_trace(), tmp_path / "g.npz")
+    wl = load_workload(tmp_path / "g.npz")
+    assert [la.name for la in wl.layers] == ["lif1", "if2", "sew", "if3", "fc"]
+    assert wl.layer("sew").spiking and wl.events["sew"].shape == (2, 3, 64)
+    assert [n.op for n in wl.layer("lif1").parts.passes] == ["affine", "maxpool"]
+    gt = _v2_trace()
+    gt.nodes[4:5] = [Node("conv2a", "conv2d", ["lif1"], {"out_channels": 4, "kernel": 1}),
+                     Node("conv2", "conv2d", ["conv2a"], {"out_channels": 4, "kernel": 3, "padding": 1})]
+    save_graph_trace(gt, tmp_path / "h.npz")
     with pytest.raises(WorkloadError) as e:
-        load_workload(tmp_path / "g.npz")
-    assert e.value.key.startswith("nodes.") and "do not replay" in e.value.message
+        load_workload(tmp_path / "h.npz")
+    assert e.value.key == "nodes.conv2" and "weighted op reads a current" in e.value.message

@@ -23,6 +23,7 @@ from .hw.fit import require_fit
 from .hw.link import link_plan, raw_frame_wire_bits
 from .hw.sensor import sensor_energy_pj, sensor_plan
 from .hwconfig import Hardware
+from .report.ops import describe_parts
 from .report.report import Record, RecordBlock, Report
 from .units import us_to_ps
 from .workload.graph import check_graph_once
@@ -314,7 +315,8 @@ def run_meta(hw: Hardware, wl: Workload, sensor_kind: str, sensor_layer: str | N
         "hardware": {"name": hw.name, "source": hw.source, "config": hw.config},
         "workload": {"source": wl.source, "model": wl.model, "dataset": wl.dataset, "samples": wl.samples,
                      "time_steps": wl.time_steps, "encoding": wl.encoding,
-                     "layers": [{"name": la.name, "op": la.op, "out_shape": list(la.out_shape),
+                     "layers": [{"name": la.name, "op": la.op if la.parts is None else describe_parts(la),
+                                 "out_shape": list(la.out_shape),
                                  "spiking": la.spiking, "runs_on": "sensor" if la.name == sensor_layer else "core"}
                                 for la in wl.layers]},
         "energy_table": hw.energy.as_dict(),

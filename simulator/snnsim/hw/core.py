@@ -42,6 +42,8 @@ from ..workload.trace import Workload
 from .memory import dram_cycles, memory_plan, tilings
 from .sensor import SensorPlan, quad_side
 from .spikes import form_work, window_taps
+from .synapses import dense_macs as syn_dense_macs
+from .synapses import neuron_work, pass_work, synapse_fanout
 
 COUNTERS = (
     "cycles", "compute_cycles", "dram_stall_cycles", "vector_ops", "synaptic_ops", "macs", "shift_adds",
@@ -119,16 +121,19 @@ def core_problems(hw, wl: Workload, first: int) -> list[SnnsimError]:
                                         expected="spiking inputs (the core never sees the raw frame)",
                                         found=f"{layer.inputs}",
                                         suggestion="use a conventional sensor: --set sensor.kind=conventional"))
-            elif layer.op != "conv2d":
-                out.append(MappingError("the core runs a direct-encoded first layer only as conv2d", file=wl.source,
-                                        key=f"{key}.op", expected="conv2d", found=layer.op))
+            elif (layer.op != "conv2d" if layer.parts is None else not encoding_supported(layer)):
+                out.append(MappingError("the core runs a direct-encoded first layer as a conv2d, a linear of the "
+                                        "flattened frame, or a neuron on the frame (a rate code)", file=wl.source,
+                                        key=f"{key}.op", expected="conv2d, flatten -> linear, or a neuron",
+                                        found=layer.op if layer.parts is None else _describe(layer)))
             elif cfg["input_bits"] > hw["link"]["raw_bits"]:
                 out.append(ConfigError("the encoding layer reads more bits per input than the link carries",
                                        file=hw.source, key="core.input_bits",
                                        expected=f"<= link.raw_bits ({hw['link']['raw_bits']})",
                                        found=str(cfg["input_bits"]),
                                        suggestion=f"--set core.input_bits={hw['link']['raw_bits']}"))
-        elif layer.op in ("conv2d", "conv3d", "linear") and layer.weight_bits > cfg["weight_bits"]:
+        elif (layer.op in ("conv2d", "conv3d", "linear") or layer.parts is not None and layer.parts.weighted) \
+                and layer.weight_bits > cfg["weight_bits"]:
             out.append(MappingError("the core stores weights of fewer bits than this layer needs", file=wl.source,
                                     key=f"{key}.weight_bits", expected=f"<= {cfg['weight_bits']} "
                                     f"({hw.source}: core.weight_bits)", found=str(layer.weight_bits),
@@ -169,44 +174,59 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     edges: list[tuple[int, str, int, np.ndarray, int, int, int, int]] = []
     encoding: list[tuple[int, Layer]] = []
     statics = _layer_statics(wl, first, graph)
+    dense_pass = np.zeros((3, n_l, t_n), np.int64)  # v2 dense current passes: vector ops, bits read, written
     for li, (layer, st) in enumerate(zip(layers, statics, strict=True)):
         per_layer["dense_macs"][li] = st.dense_macs
         if st.encoding:
             encoding.append((li, layer))
-        elif st.taps is not None:  # a flatten (no taps) relabels its input's neurons: no reads, no work
-            groups = vector_ops_per_tap(st.c_group, v, mp.tile_channels[li])
-            w_bits = layer.weight_bits if st.weighted else 0
+        for ed in st.edges:  # a flatten (no edges) relabels its input's neurons: no reads, no work
+            groups = vector_ops_per_tap(ed.c_group, v, mp.tile_channels[li])
             # scatter: every update is a read-modify-write of a membrane (an OR of spikes has none);
             # gather: partial sums stay in the PEs until the fire pass
-            rmw = mem_bits if scatter and st.has_membranes else 0
-            for src, plane in st.sources:
-                edges.append((li, src, plane, st.taps, groups, st.c_group, w_bits, rmw))
-        # threshold, fire and reset over every output neuron, once per step; a classifier's
-        # membranes are read out after the last step
-        if st.fire_positions:
+            rmw = mem_bits if scatter and ed.membranes else 0
+            edges.append((li, ed.source, ed.plane, ed.taps, groups, ed.c_group, ed.w_bits, rmw, ed.delayed,
+                          ed.events))
+        if layer.parts is not None:
+            fire_ops, compares, fire_bits = neuron_work(layer.parts, v, mem_bits)
+            per_layer["fire_ops"][li], per_layer["compares"][li] = fire_ops, compares
+            per_layer["fire_membrane_bits"][li] = fire_bits
+            work = pass_work(layer.parts, v, mem_bits, into_membrane=not st.encoding)
+            # a direct-encoded layer's currents are the same at every step: its passes run once
+            dense_pass[:, li, :1 if st.encoding else t_n] += np.asarray(work, np.int64)[:, None]
+        elif st.fire_positions:
+            # threshold, fire and reset over every output neuron, once per step
             per_layer["fire_ops"][li] = st.fire_positions * math.ceil(st.channels / v)
             per_layer["compares"][li] = st.out_size
             per_layer["fire_membrane_bits"][li] = st.out_size * mem_bits
+        # a classifier's membranes are read out after the last step
         per_layer["readout_bits"][li] = st.readout_neurons * mem_bits
 
     # the spikes, event by event: per (edge, sample, step) spikes and summed fan-out
     n_e = len(edges)
     spk = np.zeros((n_e, s_n, t_n), np.int64)
     work = np.zeros((n_e, s_n, t_n), np.int64)
-    for e, (li, src, plane, taps, groups, _cg, _wb, _rmw) in enumerate(edges):
+    buffer_read: set[tuple[int, str]] = set()
+    for e, (li, src, plane, taps, groups, _cg, _wb, _rmw, delayed, _ev) in enumerate(edges):
         form = wl.spike_form(src)
         if form.plane != plane:  # pragma: no cover - a bug, not bad input
             raise AssertionError(f"spike map {src} has {form.plane} positions per channel, not {plane}")
-        if src == sensor.layer and li == 0:
+        if src == sensor.layer and li == 0 and not delayed:
             # fed by the link, row by row; packets go row-major with the steps inside
             _plane, width, rows = plane_geometry(sensor_layer.out_shape)
             row_spk, row_work = form_work(form, taps, width, rows)
             spk[e], work[e] = row_spk.sum(axis=2), row_work.sum(axis=2)
             pkt_ops += (row_work * groups).transpose(0, 2, 1).reshape(s_n, n_packets)
             fed_ops[:, li, :] += work[e] * groups
-            cnt["input_buffer_read_bits"][:, li, :] += sensor.per_step(link_payload_bits, t_n)
+            # the input buffer's packets are read once per v1 input, once per v2 layer (its
+            # synapses from that map share each spike)
+            if layers[li].parts is None or (li, src) not in buffer_read:
+                cnt["input_buffer_read_bits"][:, li, :] += sensor.per_step(link_payload_bits, t_n)
+                buffer_read.add((li, src))
         else:
             spk[e], work[e] = form_work(form, taps)
+        if delayed:  # a recurrent edge delivers the previous step's spikes
+            spk[e] = np.concatenate([np.zeros_like(spk[e][:, :1]), spk[e][:, :-1]], axis=1)
+            work[e] = np.concatenate([np.zeros_like(work[e][:, :1]), work[e][:, :-1]], axis=1)
     if n_e:
         # per edge: vector ops, updates, input spikes, weight bits, membrane bits read (= written)
         coef = np.array([(ed[4], ed[5], 0, ed[5] * ed[6], ed[5] * ed[7]) for ed in edges], np.int64)
@@ -219,8 +239,19 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                                "membrane_read_bits")):
             cnt[k] += sums[i]
         cnt["membrane_write_bits"] += sums[4]
+        # events carry counts: every update multiplies its weight by the count
+        ev = np.array([ed[9] for ed in edges], bool)
+        if ev.any():
+            np.add.at(cnt["macs"].transpose(1, 0, 2), np.array([ed[0] for ed in edges], np.int64)[ev],
+                      per_edge[ev, 1])
     for li, layer in encoding:
-        _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
+        if layer.parts is None:
+            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
+        else:
+            encoding_parts(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
+    cnt["vector_ops"] += dense_pass[0][None]
+    cnt["membrane_read_bits"] += dense_pass[1][None]
+    cnt["membrane_write_bits"] += dense_pass[2][None]
     for k in ("dense_macs", "fire_ops", "compares"):
         cnt[k] += np.asarray(per_layer[k], np.int64)[None, :, None]
     cnt["membrane_read_bits"] += np.asarray(per_layer["fire_membrane_bits"], np.int64)[None, :, None]
@@ -248,8 +279,9 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     fill = cfg["pipeline_depth"] * np.array([la.op != "flatten" for la in layers], np.int64)[None, :, None]
     compute = cnt["vector_ops"] - fed_ops + cnt["fire_ops"] + fill
     if serial > 1:
-        # encoding-layer work not done on arrival takes input_bits cycles per vector op too
-        compute += (serial - 1) * (cnt["vector_ops"] - fed_ops) * _is_encoding(layers)[None, :, None]
+        # encoding-layer MACs not done on arrival take input_bits cycles per vector op too (the
+        # dense current passes of a v2 layer are not bit-serial)
+        compute += (serial - 1) * (cnt["vector_ops"] - fed_ops - dense_pass[0][None]) * _is_encoding(layers)[None, :, None]
     dram = dram_cycles(cnt["dram_read_bits"] + cnt["dram_write_bits"], hw, period_ps)
     passes = np.maximum(compute, dram) if hw["dram"]["double_buffered"] else compute + dram
     cnt["dram_stall_cycles"] = passes - compute
@@ -278,16 +310,25 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                              "encoding_mode": cfg["encoding_mode"], "input_bits": cfg["input_bits"]})
 
 
+class Edge(NamedTuple):
+    """One input edge of a layer: the recorded map it reads and what each of its spikes does."""
+
+    source: str
+    plane: int  # the source's positions per channel
+    taps: np.ndarray  # fan-out per source position
+    c_group: int  # output channels each reached position updates
+    w_bits: int  # weight bits read per update (0: no weights)
+    membranes: bool  # updates membranes or accumulators (an OR of spikes has none)
+    delayed: bool  # delivers the previous step's spikes (a recurrent edge)
+    events: bool  # the source carries counts: each update is a multiply
+
+
 class LayerStatics(NamedTuple):
     """What a layer asks of any core, from its geometry alone (the same on every hardware)."""
 
     dense_macs: int
     encoding: bool  # reads the analog input
-    weighted: bool  # conv or linear: reads weights
-    taps: np.ndarray | None  # fan-out per input position (None: no spiking input work)
-    c_group: int  # output channels one tap updates
-    sources: tuple[tuple[str, int], ...]  # (input layer, its positions per channel)
-    has_membranes: bool  # updates membranes (an OR-pooling does not)
+    edges: tuple[Edge, ...]  # spiking input edges (none for an encoding layer or a flatten)
     fire_positions: int  # output positions of the fire pass (0: no neuron)
     channels: int
     out_size: int
@@ -303,23 +344,48 @@ def _layer_statics(wl: Workload, first: int, key: tuple | None) -> list[LayerSta
     by_name = {la.name: la for la in wl.layers}
     out = []
     for layer in wl.layers[first:]:
+        if layer.parts is not None:
+            out.append(_parts_statics(layer, by_name))
+            continue
         enc = "input" in layer.inputs
-        taps, c_group, sources = None, 0, ()
+        edges: tuple[Edge, ...] = ()
         if not enc and layer.op != "flatten":
             taps, c_group = edge_fanout(layer)
-            sources = tuple((src, plane_geometry(by_name[src].out_shape)[0]) for src in layer.inputs)
-            for _src, plane in sources:
-                if taps.shape[0] != plane:  # pragma: no cover - a bug, not bad input
-                    raise AssertionError(f"fan-out table of {layer.name} has {taps.shape[0]} entries, not {plane}")
+            weighted = layer.op in ("conv2d", "conv3d", "linear")
+            membranes = layer.neuron is not None or layer.op != "maxpool"
+            edges = tuple(Edge(src, plane_geometry(by_name[src].out_shape)[0], taps, c_group,
+                               layer.weight_bits if weighted else 0, membranes, False, False) for src in layer.inputs)
+            for ed in edges:
+                if taps.shape[0] != ed.plane:  # pragma: no cover - a bug, not bad input
+                    raise AssertionError(f"fan-out table of {layer.name} has {taps.shape[0]} entries, not {ed.plane}")
         c, sp = _spatial(layer.out_shape)
         has_neuron = layer.neuron is not None
         out.append(LayerStatics(
-            dense_macs=dense_macs(layer), encoding=enc, weighted=layer.op in ("conv2d", "conv3d", "linear"),
-            taps=taps, c_group=c_group, sources=sources, has_membranes=has_neuron or layer.op != "maxpool",
+            dense_macs=dense_macs(layer), encoding=enc, edges=edges,
             fire_positions=(math.prod(sp) if sp else 1) if has_neuron else 0, channels=c, out_size=layer.out_size,
             readout_neurons=layer.out_size if not has_neuron and layer.op not in ("maxpool", "flatten") else 0))
     wl.__dict__["_core_statics"] = (key, out)
     return out
+
+
+def _parts_statics(layer: Layer, by_name: dict[str, Layer]) -> LayerStatics:
+    """LayerStatics of a format v2 layer: one edge per synapse (:mod:`.synapses`)."""
+    parts = layer.parts
+    edges = []
+    for sy in parts.synapses:
+        if sy.value == "analog":
+            continue  # the encoding layer's MACs are counted from the frame (encoding_parts)
+        shape = by_name[sy.source].out_shape
+        taps, c_group = synapse_fanout(sy, shape, layer.name)
+        w = sy.weighted
+        edges.append(Edge(sy.source, plane_geometry(shape)[0], taps, c_group,
+                          int(w.params.get("weight_bits", 1) or 1) if w is not None else 0,
+                          not parts.or_of_spikes, sy.delayed, sy.value == "events"))
+    out = parts.output
+    readout = out.size if out.kind == "current" else 0
+    return LayerStatics(dense_macs=sum(syn_dense_macs(w, shape) for w, shape in parts.weighted_in),
+                        encoding=parts.encoding, edges=tuple(edges), fire_positions=0,
+                        channels=_spatial(out.out_shape)[0], out_size=out.size, readout_neurons=readout)
 
 
 def vector_ops_per_tap(channels: int, v: int, tile: int) -> int:
@@ -348,7 +414,7 @@ def dense_macs(layer: Layer) -> int:
 
 
 def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray,
-                    fed_ops: np.ndarray, v: int, mem_bits: int, serial: int, tile: int) -> None:
+                    fed_ops: np.ndarray, v: int, mem_bits: int, serial: int, tile: int, held: int | None = None) -> None:
     """A direct-encoded first layer on the core: multi-bit MACs over the in-bounds part of each
     window (padding is not multiplied), an output row computed as soon as the photodiode line
     holding its last input row has arrived."""
@@ -377,10 +443,68 @@ def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops:
             cnt["shift_adds"][:, li, 0] += macs * serial
         cnt["weight_read_bits"][:, li, 0] += macs * layer.weight_bits
         cnt["input_buffer_read_bits"][:, li, 0] += taps * c_in * in_bits
-    # the currents are stored once and added to the membranes at every step
-    cnt["membrane_write_bits"][:, li, 0] += layer.out_size * mem_bits
-    cnt["synaptic_ops"][:, li, :] += layer.out_size
-    cnt["membrane_read_bits"][:, li, :] += layer.out_size * mem_bits
+    _store_once(cnt, li, layer.out_size, layer.out_size if held is None else held, mem_bits)
+
+
+def _store_once(cnt: dict, li: int, computed: int, held: int, mem_bits: int) -> None:
+    """The currents of a direct-encoded layer are stored once (``computed`` values) and the
+    ``held`` values that reach the neuron are added to the membranes at every step."""
+    cnt["membrane_write_bits"][:, li, 0] += computed * mem_bits
+    cnt["synaptic_ops"][:, li, :] += held
+    cnt["membrane_read_bits"][:, li, :] += held * mem_bits
+
+
+def encoding_supported(layer: Layer) -> bool:
+    """A format v2 layer on the analog frame the core can run: one path from the frame into a
+    conv2d (no dilation), a flatten -> linear, or straight into a neuron (a rate code)."""
+    analog = [sy for sy in layer.parts.synapses if sy.value == "analog"]
+    if len(analog) != 1 or len(layer.parts.synapses) != 1:
+        return False
+    (sy,) = analog
+    w = sy.weighted
+    if w is None:
+        return not sy.chain and sy.into_membrane
+    if w.op == "conv2d":
+        return len(sy.chain) == 1 and w.params.get("dilation", 1) in (1, [1, 1])
+    return w.op == "linear" and all(n.op in ("flatten", "reshape") for n in sy.chain[:-1])
+
+
+def _describe(layer: Layer) -> str:
+    chains = [" -> ".join(["input", *(n.op for n in sy.chain), sy.target]) for sy in layer.parts.synapses]
+    return "; ".join(chains)[:200]
+
+
+def encoding_parts(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray, fed_ops: np.ndarray,
+                   v: int, mem_bits: int, serial: int, tile: int) -> None:
+    """A format v2 layer on the analog frame (:func:`encoding_supported`): a conv2d as v1's
+    encoding layer; a linear of the whole frame, computed when its last line has arrived; a
+    rate code, the frame's values copied once into the currents a neuron adds every step."""
+    parts = layer.parts
+    (sy,) = parts.synapses
+    w = sy.weighted
+    held = parts.output.size
+    if w is not None and w.op == "conv2d":
+        (_w, w_in), = parts.weighted_in
+        conv = Layer(layer.name, "conv2d", ["input"], w.out_shape, in_shape=w_in, kernel=layer.kernel,
+                     stride=layer.stride, padding=layer.padding, groups=layer.groups, weight_bits=layer.weight_bits)
+        _encoding_layer(hw, wl, conv, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, tile, held=held)
+        return
+    n_in = math.prod(wl.input_shape)
+    in_bits = hw["core"]["input_bits"]
+    if w is None:  # a rate code: one copy per value
+        c, sp = _spatial(parts.output.out_shape)
+        ops, macs, computed = (math.prod(sp) if sp else 1) * math.ceil(c / v), 0, n_in
+    else:
+        ops, macs, computed = n_in * vector_ops_per_tap(w.out_shape[0], v, tile), n_in * w.out_shape[0], w.size
+        cnt["macs"][:, li, 0] += macs
+        cnt["weight_read_bits"][:, li, 0] += macs * layer.weight_bits
+        if hw["core"]["encoding_mode"] == "bit_serial":
+            cnt["shift_adds"][:, li, 0] += macs * serial
+    pkt_ops[:, -1] += ops * (serial if w is not None else 1)
+    fed_ops[:, li, 0] += ops
+    cnt["vector_ops"][:, li, 0] += ops
+    cnt["input_buffer_read_bits"][:, li, 0] += n_in * in_bits
+    _store_once(cnt, li, computed, held, mem_bits)
 
 
 def axis_taps_out(in_len: int, k: int, s: int, p: int, out_len: int) -> np.ndarray:

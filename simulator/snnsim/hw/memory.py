@@ -41,6 +41,7 @@ import numpy as np
 
 from ..errors import MappingError
 from ..workload.graph import Layer
+from .synapses import window
 
 KIB_BITS = 8 * 1024
 
@@ -69,16 +70,40 @@ class MemoryPlan:
 
 
 def weight_bits(layer: Layer) -> int:
-    """Bits of a layer's weights as stored (0 for ops without weights)."""
+    """Bits of a layer's weights as stored (0 for ops without weights); a format v2 layer's are
+    those of all its weighted ops."""
+    if layer.parts is not None:
+        total = 0
+        for node, in_shape in layer.parts.weighted_in:
+            groups = int(node.params.get("groups", 1))
+            per_out = in_shape[0] // groups * (math.prod(window(node)[0]) if node.op != "linear" else 1)
+            total += node.out_shape[0] * per_out * int(node.params.get("weight_bits", 1) or 1)
+        return total
     shape = layer.weight_shape
     return math.prod(shape) * layer.weight_bits if shape else 0
 
 
 def membrane_bits_of(layer: Layer, mem_bits: int) -> int:
-    """Membrane storage of a layer (neurons with state: synaptic ops and neurons)."""
+    """Membrane storage of a layer (neurons with state: synaptic ops and neurons); a format v2
+    layer also holds its accumulators (currents before pooling, residual branches) and a second
+    state per neuron where its model has one."""
+    if layer.parts is not None:
+        p = layer.parts
+        if p.or_of_spikes:
+            return 0
+        held = p.states * p.output.size if p.neuron is not None else p.output.size
+        return (p.accumulator_values + held) * mem_bits
     if layer.op == "flatten" or (layer.op == "maxpool" and layer.neuron is None):
         return 0
     return layer.out_size * mem_bits
+
+
+def map_bits_per_value(layer: Layer, spike_bits: int) -> int:
+    """Bits of one value of a layer's stored map: ``spike_bits`` per spike, or an event's count
+    width (:mod:`snnsim.workload.hwlayer`) for a map of events."""
+    if layer.parts is not None and layer.parts.output.kind == "events":
+        return layer.parts.out_bits
+    return spike_bits
 
 
 def fusion_pairs(layers: list[Layer], consumers: dict[str, list[str]], cfg: dict, steps: int,
@@ -92,7 +117,9 @@ def fusion_pairs(layers: list[Layer], consumers: dict[str, list[str]], cfg: dict
     while i < len(layers) - 1:
         a, b = layers[i], layers[i + 1]
         why = None
-        if b.inputs != [a.name]:
+        if a.parts is not None or b.parts is not None:
+            why = "fusing format v2 layers (several ops in a layer) is not modelled"
+        elif b.inputs != [a.name]:
             why = f"{b.name} does not read only {a.name}"
         elif consumers.get(a.name, []) != [b.name]:
             why = f"{a.name} also feeds {', '.join(c for c in consumers.get(a.name, []) if c != b.name)}"
@@ -140,6 +167,14 @@ def tilings(hw, layers: list[Layer]) -> tuple[list[int], list[int], list[int], l
         bits = weight_bits(la)
         if bits <= cap_w:
             continue
+        if la.parts is not None:
+            need = math.ceil(bits / KIB_BITS)
+            problems.append(MappingError(
+                "the weights of a format v2 layer do not fit in the weight SRAM (tiling a layer of several ops "
+                "is not modelled)", file=hw.source, key="core.weight_sram_kib",
+                expected=f">= {need} KiB for layer {la.name}", found=f"{cfg['weight_sram_kib']:g} KiB",
+                suggestion=f"--set core.weight_sram_kib={need}"))
+            continue
         per_channel = bits // la.out_shape[0]
         if per_channel > cap_w or la.groups != 1:
             need = math.ceil(per_channel / KIB_BITS) if la.groups == 1 else math.ceil(bits / KIB_BITS)
@@ -160,6 +195,14 @@ def tilings(hw, layers: list[Layer]) -> tuple[list[int], list[int], list[int], l
         for i, la in enumerate(layers):
             bits = membrane_bits_of(la, cfg["membrane_bits"])
             if bits <= cap_m:
+                continue
+            if la.parts is not None:
+                need = math.ceil(bits / KIB_BITS)
+                problems.append(MappingError(
+                    "the membranes and accumulators of a format v2 layer do not fit in the membrane SRAM (tiling a "
+                    "layer of several ops is not modelled)", file=hw.source, key="core.membrane_sram_kib",
+                    expected=f">= {need} KiB for layer {la.name}", found=f"{cfg['membrane_sram_kib']:g} KiB",
+                    suggestion=f"--set core.membrane_sram_kib={need}"))
                 continue
             c, *sp = la.out_shape
             rows = sp[-2] if len(sp) >= 2 else 1
@@ -239,7 +282,7 @@ def memory_plan(hw, layers: list[Layer], sensor_layer: Layer | None, steps: int)
     for i, la in enumerate(layers):
         if la.spiking and la.op != "flatten" and la.name in consumers and i not in fused_a:
             maps.append((i, la))
-    map_bits = {la.name: la.out_size * spike_bits for _i, la in maps}
+    map_bits = {la.name: la.out_size * map_bits_per_value(la, spike_bits) for _i, la in maps}
     cap_s = int(cfg["spike_sram_kib"] * KIB_BITS)
     span = steps if time_inner else 1
     produced_by: dict[int, list[str]] = {}

@@ -124,12 +124,19 @@ def p2m_layer_problems(cfg: dict, layer: Layer, wl: Workload, hw_source: str) ->
     """Every way the trace's layer 0 differs from the convolution this pixel array implements."""
     p = cfg["p2m"]
     key = f"layers.{layer.name}"
-    if layer.op != "conv2d" or layer.inputs != ["input"]:
+    if layer.parts is not None:
+        why = _p2m_parts_problem(layer)
+        if why:
+            return [MappingError("a P2M sensor computes a conv2d on the image, then per-channel scale and shift, "
+                                 "then a neuron; layer 0 is not that", file=wl.source, key=key,
+                                 expected="input -> conv2d [-> bias/affine/scale] -> spiking neuron", found=why,
+                                 suggestion="use a conventional sensor: --set sensor.kind=conventional")]
+    elif layer.op != "conv2d" or layer.inputs != ["input"]:
         return [MappingError("a P2M sensor computes a conv2d on the image; layer 0 is not one", file=wl.source,
                              key=key, expected="conv2d with inputs ['input']", found=f"{layer.op} on {layer.inputs}",
                              suggestion="use a conventional sensor: --set sensor.kind=conventional")]
     out: list[SnnsimError] = []
-    if layer.neuron is None:
+    if layer.neuron is None and layer.parts is None:
         out.append(MappingError("the in-pixel layer must spike (it needs a neuron)", file=wl.source, key=key,
                                 expected="a neuron on layer 0", found="none"))
     want = {"kernel": (p["kernel"], p["kernel"]), "stride": (p["stride"], p["stride"]), "padding": (0, 0)}
@@ -155,6 +162,26 @@ def p2m_layer_problems(cfg: dict, layer: Layer, wl: Workload, hw_source: str) ->
         out.append(MappingError("in-pixel convolution cannot be grouped", file=wl.source, key=f"{key}.groups",
                                 expected="1", found=str(layer.groups)))
     return out
+
+
+def _p2m_parts_problem(layer: Layer) -> str | None:
+    """Why a format v2 layer 0 is not what the pixel array computes (None: it is). A bias or a
+    per-channel affine (a batch norm) of the in-pixel convolution is applied by the readout as a
+    per-channel offset and gain of the ramp (an assumption: no extra time or energy is charged)."""
+    parts = layer.parts
+    syn = parts.synapses
+    if len(syn) != 1 or syn[0].value != "analog" or syn[0].weighted is None or syn[0].weighted.op != "conv2d" \
+            or len(syn[0].chain) != 1:
+        return " ; ".join(" -> ".join(["input" if s.value == "analog" else s.source, *(n.op for n in s.chain)])
+                          for s in syn)[:200] or "no synapse"
+    if syn[0].weighted.params.get("dilation", 1) not in (1, [1, 1]):
+        return "a dilated convolution"
+    for n in parts.passes:
+        if n.op not in ("bias", "affine", "scale"):
+            return f"a {n.op} ({n.name}) between the convolution and the neuron"
+    if not parts.spiking_neuron:
+        return "no spiking neuron"
+    return None
 
 
 def sensor_problems(hw, wl: Workload) -> list[SnnsimError]:

@@ -26,6 +26,7 @@ from ..hw.sensor import ps
 from ..report.report import Record, Report
 from ..simulation import core_records, run_meta, system_records
 from ..workload.trace import Workload
+from . import parts as ref_parts
 from .pipeline import run_pipeline_reference
 
 CORE_COUNTERS = (
@@ -137,7 +138,14 @@ def reference_sensor(hw, wl: Workload) -> SensorReference:
 
     p = cfg["p2m"]
     layer = wl.layers[0]
-    if (layer.op != "conv2d" or layer.inputs != ["input"] or layer.neuron is None or layer.groups != 1
+    if layer.parts is not None:  # a v2 layer 0: input -> conv2d [-> bias/affine/scale] -> spiking neuron
+        syn = layer.parts.synapses
+        in_pixels = (len(syn) == 1 and [n.op for n in syn[0].chain] == ["conv2d"] and syn[0].source == "input"
+                     and all(n.op in ("bias", "affine", "scale") for n in layer.parts.passes)
+                     and layer.parts.spiking_neuron)
+    else:
+        in_pixels = layer.op == "conv2d" and layer.neuron is not None
+    if (not in_pixels or layer.inputs != ["input"] or layer.groups != 1
             or tuple(layer.kernel) != (p["kernel"],) * 2 or tuple(layer.stride) != (p["stride"],) * 2
             or tuple(layer.padding) != (0, 0) or layer.out_shape[0] != p["out_channels"]):
         raise ValueError("layer 0 is not the convolution of the pixel array")
@@ -426,6 +434,8 @@ def _has_membranes(layer) -> bool:
 
 
 def _membrane_bits(layer, mem_bits: int) -> int:
+    if layer.parts is not None:
+        return ref_parts.membrane_bits(layer.parts, mem_bits)
     bits = 0
     if _has_membranes(layer):
         for _n in range(layer.out_size):
@@ -472,6 +482,8 @@ def _row_tiles(layer, cap: Fraction, mem_bits: int) -> list[list[int]]:
     total = _membrane_bits(layer, mem_bits)
     if total <= cap:
         return [rows]
+    if layer.parts is not None:
+        raise ReferenceMappingError(f"the membranes of {layer.name} ({total} bits) do not fit")
     row_bits = total // len(rows)  # every output row holds the same neurons
     tiles: list[list[int]] = []
     tile: list[int] = []
@@ -514,7 +526,9 @@ def _fusion(layers: list, cfg: dict, t_n: int) -> tuple[list[tuple[int, int]], d
         a, b = layers[i], layers[i + 1]
         others = [la.name for la in layers for src in la.inputs if src == a.name and la.name != b.name]
         why = None
-        if b.inputs != [a.name]:
+        if a.parts is not None or b.parts is not None:
+            why = "fusing format v2 layers (several ops in a layer) is not modelled"
+        elif b.inputs != [a.name]:
             why = f"{b.name} does not read only {a.name}"
         elif others:
             why = f"{a.name} also feeds {', '.join(others)}"
@@ -551,9 +565,17 @@ def _map_core(hw, layers: list, sensor_layer, t_n: int) -> CoreMapping:
     cap_w = _capacity_bits(cfg["weight_sram_kib"])
     cap_m = _capacity_bits(cfg["membrane_sram_kib"])
 
-    weight_tiles = [_weight_tiles(la, cap_w) for la in layers]
-    tile_bits = []
-    for la, tiles in zip(layers, weight_tiles, strict=True):
+    weight_tiles, tile_bits = [], []
+    for la in layers:
+        if la.parts is not None:  # a format v2 layer is not tiled: its weights fit or it is refused
+            bits = ref_parts.weight_bits(la.parts)
+            if bits > cap_w:
+                raise ReferenceMappingError(f"the weights of {la.name} ({bits} bits) do not fit")
+            weight_tiles.append([list(range(la.out_shape[0]))])
+            tile_bits.append([bits] if bits else [])
+            continue
+        tiles = _weight_tiles(la, cap_w)
+        weight_tiles.append(tiles)
         per_channel = _channel_weight_bits(la)
         tile_bits.append([sum(per_channel[co] for co in tile) for tile in tiles] if per_channel else [])
     resident = sum(sum(bits) for bits in tile_bits) <= cap_w
@@ -585,7 +607,11 @@ def _map_core(hw, layers: list, sensor_layer, t_n: int) -> CoreMapping:
     for i, la in enumerate(layers):
         readers = _readers(la.name, layers)
         if la.spiking and la.op != "flatten" and readers and i not in fused_first:
-            maps.append(SpikeMap(la.name, i, la.out_size * spike_bits, readers, la))
+            per_value = la.parts.out_bits if la.parts is not None and la.parts.output.kind == "events" else spike_bits
+            bits = 0
+            for _n in range(la.out_size):
+                bits += per_value
+            maps.append(SpikeMap(la.name, i, bits, readers, la))
     return CoreMapping(weight_tiles, tile_bits, resident, row_tiles, spill, fused, refused, maps)
 
 
@@ -704,6 +730,9 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
 
     q = _quad_side(hw["sensor"]["photodiodes_per_pixel"])
     for li, layer in enumerate(layers):
+        if layer.parts is not None:
+            _reference_parts_layer(hw, wl, layer, li, sensor, link, packet_index, packet_ops, pass_ops, add, q)
+            continue
         dense = _dense_macs(layer)
         for s in range(s_n):
             for t in range(t_n):
@@ -877,8 +906,49 @@ def _reference_memory(hw, layers: list, mapping: CoreMapping, passes: list[tuple
     return in_dram
 
 
+def _reference_parts_layer(hw, wl: Workload, layer, li: int, sensor, link, packet_index: dict, packet_ops, pass_ops,
+                           add, q: int) -> None:
+    """A format v2 layer (:mod:`.parts`): its synapses spike by spike, its dense passes and neuron
+    value by value, its output spikes one by one."""
+    cfg = hw["core"]
+    v, mem_bits = cfg["vector_width"], cfg["membrane_bits"]
+    s_n, t_n = wl.samples, wl.time_steps
+    dense = ref_parts.dense_macs(layer.parts)
+    for s in range(s_n):
+        for t in range(t_n):
+            add("dense_macs", s, li, t, dense)
+    if layer.parts.encoding:
+        if sensor.kind != "conventional":
+            raise ValueError("an encoding layer on the core needs the raw frame of a conventional sensor")
+        ref_parts.encoding(hw, wl, layer, li, q, packet_index, packet_ops, add, _reference_encoding)
+    fed_sources = {sy.source for sy in layer.parts.synapses} & ({sensor.layer} if li == 0 and sensor.layer else set())
+
+    sp_src = _spatial(wl.layer(sensor.layer).out_shape)[1] if fed_sources else ()
+
+    def fed_row(sy, s: int, t: int, pos: tuple, ops: int) -> bool:
+        """The link delivers the sensor's map to the first core layer row by row."""
+        if not fed_sources or sy.source != sensor.layer or sy.delayed:
+            return False
+        packet_ops[s][packet_index[(t, _spatial_row(pos, sp_src))]] += ops
+        return True
+
+    ref_parts.synapses(wl, layer, li, s_n, t_n, v, mem_bits, cfg["dataflow"] == "scatter", add, pass_ops, fed_row)
+    if fed_sources:  # the input buffer holds the packets' payloads
+        for s in range(s_n):
+            for pkt in link.packets[s]:
+                add("input_buffer_read_bits", s, li, pkt.step, pkt.payload_bits)
+    ref_parts.passes_and_neuron(wl, layer, li, s_n, t_n, v, mem_bits, add, pass_ops)
+    if layer.spiking:
+        out = wl.spikes(layer.name)  # spikes, or which events are non-zero
+        for s in range(s_n):
+            for t in range(t_n):
+                for fired in out[s, t].reshape(-1):
+                    if fired:
+                        add("output_spikes", s, li, t, 1)
+
+
 def _reference_encoding(hw, wl: Workload, layer, li: int, q: int, weight_tiles: list[list[int]], packet_index: dict,
-                        packet_ops: list[list[int]], add) -> None:
+                        packet_ops: list[list[int]], add, held: int | None = None) -> None:
     """A direct-encoded conv2d on the analog frame: multi-bit MACs over the in-bounds window,
     each output row computed when the photodiode line completing its last input row arrives.
     A vector op updates output channels of one weight tile; bit-serial, it takes input_bits
@@ -921,10 +991,10 @@ def _reference_encoding(hw, wl: Workload, layer, li: int, q: int, weight_tiles: 
             # the packet carrying the last photodiode line of that RGB row releases the work
             gate = (last_row + 1) * q - 1 if last_row >= 0 else 0
             packet_ops[s][packet_index[(0, gate)]] += row_ops * cycles_per_op
+        for _n in range(layer.out_size):
+            add("membrane_write_bits", s, li, 0, mem_bits)  # the currents, stored once
         for t in range(wl.time_steps):
-            for _n in range(layer.out_size):
-                if t == 0:
-                    add("membrane_write_bits", s, li, 0, mem_bits)  # the currents, stored once
+            for _n in range(layer.out_size if held is None else held):
                 add("synaptic_ops", s, li, t, 1)  # a current added to its membrane
                 add("membrane_read_bits", s, li, t, mem_bits)
 

@@ -68,11 +68,11 @@ SOURCE = ("NeuroBench SynapticOperations (neurobench/metrics/workload/synaptic_o
           "single_layer_MACs in neurobench/metrics/utils/layers/macs.py)")
 
 
-def _axis_valid(in_len: int, k: int, s: int, p: int, out_len: int) -> np.ndarray:
+def _axis_valid(in_len: int, k: int, s: int, p: int, out_len: int, dilation: int = 1) -> np.ndarray:
     """valid[d, i]: input index i reaches an output through kernel offset d along one axis."""
     d = np.arange(k)[:, None]
     i = np.arange(in_len)[None, :]
-    q = i + p - d
+    q = i + p - d * dilation
     o = q // s
     return (q >= 0) & (q % s == 0) & (o < out_len)
 
@@ -92,8 +92,9 @@ def fanout(layer: Layer, weights: np.ndarray | None) -> np.ndarray:
     n_off = math.prod(layer.kernel)
     # valid[offset, position]: the input position reaches an output through that kernel offset
     valid = np.ones((1, 1), bool)
-    for n, k, s, p, o in zip(sp_in, layer.kernel, layer.stride, layer.padding, sp_out, strict=True):
-        a = _axis_valid(n, k, s, p, o)
+    dilation = layer.extra.get("dilation", (1,) * len(sp_in))
+    for n, k, s, p, o, d in zip(sp_in, layer.kernel, layer.stride, layer.padding, sp_out, dilation, strict=True):
+        a = _axis_valid(n, k, s, p, o, d)
         valid = (valid[:, None, :, None] & a[None, :, None, :]).reshape(valid.shape[0] * k, -1)
     if weights is None:
         nz = np.full((c_in, n_off), cog, np.int64)
@@ -176,6 +177,12 @@ def neurobench_ops(workload: Workload) -> dict[str, Any]:
     layers = []
     tot = {"dense": 0.0, "effective_macs": 0.0, "effective_acs": 0.0, "synops": 0.0}
     for layer in wl.layers:
+        if layer.parts is not None:
+            entry = _parts_entry(wl, layer)
+            for k in tot:
+                tot[k] += entry[k]
+            layers.append(entry)
+            continue
         entry: dict[str, Any] = {"name": layer.name, "op": layer.op, "counted": layer.op in COUNTED_OPS,
                                  "input": "analog" if "input" in layer.inputs else "spikes", "weights": None,
                                  "dense": 0.0, "effective_macs": 0.0, "effective_acs": 0.0, "synops": 0.0}
@@ -221,3 +228,78 @@ def neurobench_ops(workload: Workload) -> dict[str, Any]:
         "neurobench": {"Effective_MACs": tot["effective_macs"], "Effective_ACs": tot["effective_acs"],
                        "Dense": tot["dense"]},
     }
+
+
+def describe_parts(layer: Layer) -> str:
+    """A format v2 layer's ops in order, e.g. ``conv2d>affine>maxpool>snntorch.leaky``."""
+    p = layer.parts
+    ops: list[str] = []
+    for sy in p.synapses:
+        for n in sy.chain:
+            if n.op not in ops:
+                ops.append(n.op)
+    ops += [n.op for n in p.passes]
+    if p.neuron is not None:
+        ops.append(str(p.neuron.params.get("model")))
+    return ">".join(ops) or p.output.op
+
+
+def _node_layer(node, in_shape: tuple[int, ...]) -> Layer:
+    """A weighted v2 node as the v1 layer :func:`fanout` reads (its own geometry, dilation kept)."""
+    from ..hw.synapses import window
+
+    if node.op == "linear":
+        return Layer(node.name, "linear", [], tuple(node.out_shape), in_shape=tuple(in_shape))
+    kernel, stride, padding, dilation = window(node)
+    return Layer(node.name, node.op, [], tuple(node.out_shape), in_shape=tuple(in_shape), kernel=kernel,
+                 stride=stride, padding=padding, groups=int(node.params.get("groups", 1)),
+                 extra={"dilation": dilation})
+
+
+def _weighted_inputs(wl: Workload) -> dict[str, np.ndarray]:
+    """The value every weighted node of a v2 workload reads, per (sample, step), from the recorded
+    activity (the graph's linear ops between a recorded map and a weighted op applied to it)."""
+    hit = wl.__dict__.get("_weighted_inputs")
+    if hit is not None and hit[0] is wl.packed_spikes and hit[1] == id(wl.nodes):
+        return hit[2]
+    from ..workload.forward import evaluate
+
+    sources: dict[str, np.ndarray] = {}
+    for la in wl.layers:
+        if la.parts.output.kind == "spikes":
+            sources[la.name] = wl.spikes(la.name)
+        elif la.parts.output.kind == "events":
+            sources[la.name] = wl.events[la.name].reshape(wl.samples, wl.time_steps, *la.out_shape)
+    keep = sorted({w.inputs[0] for la in wl.layers for w, _shape in la.parts.weighted_in})
+    values = evaluate(wl.nodes, wl.input, wl.time_steps, arrays=wl.node_arrays, sources=sources, keep=keep)
+    wl.__dict__["_weighted_inputs"] = (wl.packed_spikes, id(wl.nodes), values)
+    return values
+
+
+def _parts_entry(wl: Workload, layer: Layer) -> dict[str, Any]:
+    """NeuroBench's counts of a format v2 layer: every conv/linear node of it, called once per step
+    on the value it reads (a sum or average of spikes is not binary: MACs), bias excluded."""
+    s_n, t_n = wl.samples, wl.time_steps
+    weighted = layer.parts.weighted_in
+    entry: dict[str, Any] = {"name": layer.name, "op": describe_parts(layer), "counted": bool(weighted),
+                             "input": "analog" if layer.parts.encoding else "spikes", "weights": None,
+                             "dense": 0.0, "effective_macs": 0.0, "effective_acs": 0.0, "synops": 0.0}
+    if not weighted:
+        return entry
+    values = _weighted_inputs(wl)
+    held = [f"weights/{w.name}" in wl.node_arrays for w, _shape in weighted]
+    entry["weights"] = "trace" if all(held) else "assumed non-zero" if not any(held) else "trace (some)"
+    for w, in_shape in weighted:
+        x = values[w.inputs[0]]
+        v1 = _node_layer(w, in_shape)
+        weights = wl.node_arrays.get(f"weights/{w.name}")
+        f_dense = fanout(v1, None)
+        f_eff = fanout(v1, weights) if weights is not None else f_dense
+        entry["dense"] += float(f_dense.sum()) * t_n
+        flat = x.reshape(s_n, t_n, -1)
+        per_step = ((flat != 0).astype(np.int64) @ f_eff).sum(axis=0) / s_n  # (T,)
+        binary = ~np.any((flat != 0) & (flat != 1) & (flat != -1), axis=(0, 2))  # NeuroBench decides per call
+        entry["effective_acs"] += float(per_step[binary].sum())
+        entry["effective_macs"] += float(per_step[~binary].sum())
+    entry["synops"] = entry["effective_acs"] + entry["effective_macs"]
+    return entry

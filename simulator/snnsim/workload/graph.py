@@ -61,6 +61,8 @@ class Layer:
     neuron: Neuron | None = None
     spiking: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # a format v2 hardware layer: its synapses, dense passes and neuron (snnsim.workload.hwlayer.Parts)
+    parts: Any = field(default=None, compare=False, repr=False)
 
     @property
     def out_size(self) -> int:
@@ -257,6 +259,9 @@ def check_graph(layers: list[Layer], input_shape: tuple[int, ...]) -> None:
     spiking: dict[str, bool] = {"input": False}
     for layer in layers:
         key = f"layers.{layer.name}"
+        if layer.parts is not None:  # a format v2 layer: its nodes were checked by nodes.check_nodes
+            shapes[layer.name], spiking[layer.name] = tuple(layer.out_shape), layer.spiking
+            continue
         if layer.name in shapes:
             raise WorkloadError("duplicate layer name", key=key, expected="unique names", found=layer.name)
         for src in layer.inputs:
@@ -305,7 +310,8 @@ def graph_key(layers: list[Layer], input_shape: tuple[int, ...]) -> tuple:
     the same key have the same shapes, edges and spiking layers."""
     return (tuple(input_shape),) + tuple(
         (la.name, la.op, tuple(la.inputs), tuple(la.in_shape), tuple(la.out_shape), tuple(la.kernel),
-         tuple(la.stride), tuple(la.padding), la.groups, la.weight_bits, la.neuron is None, la.spiking)
+         tuple(la.stride), tuple(la.padding), la.groups, la.weight_bits, la.neuron is None, la.spiking,
+         id(la.parts) if la.parts is not None else None)
         for la in layers)
 
 

@@ -113,7 +113,7 @@ def _plan(samples: int, steps: int, input_shape: tuple[int, ...], resolved: list
             plan[f"scale/{n.name}"] = (np.float32, (n.out_shape[0],))
             if n.op == "affine":
                 plan[f"shift/{n.name}"] = (np.float32, (n.out_shape[0],))
-        if n.op in WEIGHTED and n.params.get("bias"):
+        if n.op in WEIGHTED and n.params.get("bias") or n.op == "bias":
             plan[f"bias/{n.name}"] = (np.float32, (n.out_shape[0],))
     for name, found in optional.items():
         prefix, _, rest = name.partition("/")
@@ -310,8 +310,12 @@ def to_workload(gt: GraphTrace) -> Any:
     from .trace import Workload
 
     try:
-        layers, weight_of, thresholds = layers_to_v1(gt.layers())
-        check_graph(layers, gt.input_shape)
+        hw_layers = gt.layers()
+        try:
+            layers, weight_of, thresholds = layers_to_v1(hw_layers)
+            check_graph(layers, gt.input_shape)
+        except WorkloadError:  # beyond format v1 (V1Unsupported, or v1's spiking rule): replay the graph
+            return _parts_workload(gt)
     except WorkloadError as e:
         raise WorkloadError(e.message, file=gt.source, key=e.key, expected=e.expected, found=e.found,
                             suggestion=e.suggestion) from None
@@ -326,3 +330,29 @@ def to_workload(gt: GraphTrace) -> Any:
     return Workload(layers=layers, input=gt.input, packed_spikes=packed, time_steps=gt.time_steps,
                     model=gt.model, dataset=gt.dataset, weights=weights, thresholds=thresholds,
                     provenance=dict(gt.provenance), source=gt.source, format_version=FORMAT_VERSION)
+
+
+def _parts_workload(gt: GraphTrace) -> Any:
+    """The Workload of a v2 graph beyond format v1: one layer per hardware layer with its
+    :class:`~snnsim.workload.hwlayer.Parts`; weights keyed by their op node; events with their
+    non-zero pattern packed as spikes (what the replay kernels read)."""
+    from .hwlayer import parts_layers
+    from .trace import Workload
+
+    resolved = _resolved(gt.nodes, gt.arrays, gt.source)
+    check_nodes(resolved, gt.input_shape)
+    layers = parts_layers(lower(resolved), resolved, gt.input_shape)
+    packed: dict[str, np.ndarray] = {}
+    events: dict[str, np.ndarray] = {}
+    for la in layers:
+        if la.parts.output.kind == "spikes":
+            packed[la.name] = gt.recorded[f"spikes/{la.name}"]
+        elif la.parts.output.kind == "events":
+            ev = gt.recorded[f"events/{la.name}"]
+            events[la.name] = ev
+            nz = np.packbits(ev > 0, axis=-1)
+            nz.flags.writeable = False
+            packed[la.name] = nz
+    return Workload(layers=layers, input=gt.input, packed_spikes=packed, time_steps=gt.time_steps,
+                    model=gt.model, dataset=gt.dataset, provenance=dict(gt.provenance), source=gt.source,
+                    format_version=FORMAT_VERSION, events=events, node_arrays=dict(gt.arrays), nodes=resolved)

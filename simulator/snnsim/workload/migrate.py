@@ -68,13 +68,16 @@ def nodes_from_v1(layers: list[Layer], thresholds: dict[str, np.ndarray] | None 
 _V1_POOL = {"avgpool": "avgpool", "sumpool": "maxpool"}  # v1's maxpool with a neuron summed spikes
 
 
+class V1Unsupported(WorkloadError):
+    """A v2 construct format v1 cannot hold (the v2 graph is replayed as it is instead)."""
+
+
 def _unsupported(node: Node, what: str) -> WorkloadError:
-    return WorkloadError(f"the hardware models do not replay {what} yet", key=f"nodes.{node.name}",
+    return V1Unsupported(f"format v1 cannot hold {what}", key=f"nodes.{node.name}",
                          expected="format v1's constructs: conv/linear without bias into an snnsim.if "
                          "neuron, sum/avg pooling or an add of spikes into one, an OR max pool, a readout",
                          found=f"{node.op}" + (f" ({node.params.get('model')})" if node.op == "neuron" else ""),
-                         suggestion="replay of the other v2 constructs is being added; verify and export "
-                         "already read them")
+                         suggestion="keep the trace as format v2")
 
 
 def layers_to_v1(hw_layers: list[HardwareLayer]) -> tuple[list[Layer], dict[str, str], dict[str, np.ndarray]]:

@@ -58,6 +58,12 @@ class Workload:
     provenance: dict[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
     format_version: int = FORMAT_VERSION  # of the file it was read from (a v2 file of v1 constructs: 2)
+    # format v2: the counts of layers whose outputs are events, uint8 (samples, T, N); their
+    # packed_spikes hold which events are non-zero
+    events: dict[str, np.ndarray] = field(default_factory=dict)
+    # format v2: the trace's parameter arrays by their names in the file (weights/<node>, bias/<node>...)
+    node_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    nodes: list = field(default_factory=list)  # format v2: the checked graph (its nodes, arrays resolved)
 
     @property
     def samples(self) -> int:
