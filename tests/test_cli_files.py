@@ -162,7 +162,10 @@ def test_no_space_while_writing_a_trace(tmp_path, capsys, monkeypatch):
     def full(path, write):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
+    from snnsim.workload import graphtrace
+
     monkeypatch.setattr(trace, "atomic_write", full)
+    monkeypatch.setattr(graphtrace, "atomic_write", full)
     out = tmp_path / "t.npz"
     code, _, err = run(["workload", "synth", "--topology", "small_cnn", "--samples", "1", "-o", out], capsys)
     assert code == 2 and "no space" in err and str(out) in err and "Traceback" not in err

@@ -608,7 +608,7 @@ def test_a_forward_that_loops_over_time_says_what_to_pass(snn):
         _export(ExplicitState(), _images(), 3)
 
 
-@pytest.mark.parametrize("case", ["and", "relu", "add_constant", "ceil_mode"])
+@pytest.mark.parametrize("case", ["and", "relu", "add_constant", "add_float64", "ceil_mode"])
 def test_what_stays_unsupported_is_named(snn, case, tmp_path):
     class And(nn.Module):
         def __init__(self):
@@ -620,18 +620,23 @@ def test_what_stays_unsupported_is_named(snn, case, tmp_path):
             return self.na(self.a(x)) * self.nb(self.b(x))
 
     class AddConstant(nn.Module):
-        def __init__(self):
+        """A constant that differs within a channel is no bias of format v2 (one value per channel)."""
+
+        def __init__(self, dtype=torch.float32):
             super().__init__()
             self.a, self.n = nn.Conv2d(1, 2, 3), snn.Leaky(beta=0.9, init_hidden=True)
+            self.register_buffer("b", torch.rand(2, 6, 6, dtype=dtype) if dtype == torch.float32 else
+                                 torch.rand(2, 1, 1, dtype=dtype))
 
         def forward(self, x):
-            return self.n(self.a(x) + 0.5)
+            return self.n(self.a(x) + self.b)
 
     models = {
         "and": (And(), "multiplies two tensors"),
         "relu": (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), snn.Leaky(beta=0.9, init_hidden=True)),
                  "unsupported module '1'"),
-        "add_constant": (AddConstant(), "only the sum of two tensors"),
+        "add_constant": (AddConstant(), "adds a constant that is not one per channel"),
+        "add_float64": (AddConstant(torch.float64), "adds a torch.float64 constant"),
         "ceil_mode": (nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(4, ceil_mode=True),
                                     snn.Leaky(beta=0.9, init_hidden=True)), "ceil_mode"),
     }
@@ -640,3 +645,193 @@ def test_what_stays_unsupported_is_named(snn, case, tmp_path):
         _export(model, _images(), T, tmp_path / "out.npz")
     assert "expected" in str(e.value)
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- constants added to currents
+
+def test_constants_added_to_currents_are_bias_nodes(snn, tmp_path):
+    """x + self.b (a learned (C, 1, 1) parameter), c + x and x - c with numbers: bias nodes whose
+    bias/<node> is the constant per channel (a scalar broadcast to C, x - c as + (-c))."""
+    class Biased(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.b = nn.Conv2d(1, 3, 3), nn.Parameter(torch.rand(3, 1, 1) - 0.2)
+            self.lif1 = snn.Leaky(beta=0.9, init_hidden=True)
+            self.fc, self.lif2 = nn.Linear(3 * 36, 4), snn.Leaky(beta=0.8, init_hidden=True)
+
+        def forward(self, x):
+            s = self.lif1(self.conv(x) + self.b)
+            return self.lif2(0.5 + self.fc(s.flatten(1)) - 0.25)
+
+    torch.manual_seed(0)
+    net = Biased()
+    x = _images()
+    _train(net, x)
+    gt = _roundtrip(net, x, tmp_path)
+    assert _graph(gt) == [("conv", "conv2d", ["input"]), ("add", "bias", ["conv"]), ("lif1", "neuron", ["add"]),
+                          ("flatten", "flatten", ["lif1"]), ("fc", "linear", ["flatten"]),
+                          ("add_1", "bias", ["fc"]), ("sub", "bias", ["add_1"]), ("lif2", "neuron", ["sub"])]
+    np.testing.assert_array_equal(gt.arrays["bias/add"], net.b.detach().numpy().reshape(3))
+    np.testing.assert_array_equal(gt.arrays["bias/add_1"], np.full(4, 0.5, np.float32))
+    np.testing.assert_array_equal(gt.arrays["bias/sub"], np.full(4, -0.25, np.float32))
+    assert gt.provenance["export"]["graph_check"]["add"] < 1e-5  # the graph's current into lif1 is torch's
+
+
+# ----------------------------------------------------------------------------- membrane readouts
+
+class _MembraneOut(nn.Module):
+    """Two snnTorch layers; the second returns its membrane (``spk, mem = lif(x); return mem``)."""
+
+    def __init__(self, snn, synaptic=False, read="mem", init_hidden=True):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(64, 10), nn.Linear(10, 3)
+        self.lif1 = snn.Leaky(beta=0.9, init_hidden=init_hidden)
+        self.lif2 = (snn.Synaptic(alpha=0.6, beta=0.8, init_hidden=init_hidden, output=True) if synaptic else
+                     snn.Leaky(beta=0.8, init_hidden=init_hidden, output=True))
+        self.read, self.init_hidden, self.synaptic = read, init_hidden, synaptic
+
+    def forward(self, x):
+        s = self.lif1(self.fc1(x.flatten(1)))
+        if not self.init_hidden:
+            s = s[0]
+        if self.synaptic:
+            spk, syn, mem = self.lif2(self.fc2(s))
+        else:
+            (spk, mem), syn = self.lif2(self.fc2(s)), None
+        return {"mem": mem, "both": (spk, mem), "syn": syn}[self.read]
+
+
+def _membranes(net, x, steps=T):
+    """The membrane the model returns at every step (samples, T, ...)."""
+    _reset(net)
+    with torch.no_grad():
+        return torch.stack([net(x) for _ in range(steps)], dim=1).numpy()
+
+
+@pytest.mark.parametrize("synaptic,init_hidden", [(False, True), (True, True), (False, False)])
+def test_a_returned_membrane_is_a_readout_neuron(snn, tmp_path, synaptic, init_hidden):
+    from snnsim.workload.forward import evaluate
+
+    torch.manual_seed(0)
+    net = _MembraneOut(snn, synaptic, init_hidden=init_hidden)
+    with torch.no_grad():
+        net.fc1.weight.mul_(3)
+    x = _images()
+    path = tmp_path / "readout.npz"
+    _export(net, x, T, path)
+    gt = load_graph_trace(path)
+    lif2 = next(n for n in gt.nodes if n.name == "lif2")
+    assert lif2.params["output"] == "membrane" and lif2.kind == "current"
+    assert lif2.params["model"] == ("snntorch.synaptic" if synaptic else "snntorch.leaky")
+    assert set(gt.recorded) == {"spikes/lif1"}  # the readout is a current: nothing recorded for it
+    spikes = _unpack(gt, "lif1")
+    assert spikes.any()
+    check = gt.provenance["export"]["self_check"]
+    assert check["lif2"]["readout"] == "membrane" and check["lif2"]["values_differing"] == 0
+    assert check["lif1"]["trains_differing"] == 0
+    # the trace's own graph, from lif1's recorded spikes, gives the membrane the model returned
+    want = _membranes(net, x)
+    got = evaluate(gt.nodes, gt.input, T, arrays=gt.arrays, sources={"lif1": spikes}, keep=["lif2"])["lif2"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.abs(want).max() > 0
+
+
+def test_membrane_beside_used_spikes_stays_a_note_and_other_states_are_refused(snn, tmp_path):
+    torch.manual_seed(0)
+    gt = _export(_MembraneOut(snn, read="both"), _images(), T)
+    assert "spikes/lif2" in gt.recorded and "output" not in gt.nodes[-1].params
+    assert any("membrane of 'lif2'" in note for note in gt.provenance["export"]["notes"])
+    with pytest.raises(WorkloadError, match="outputs syn of neuron 'lif2'"):
+        _export(_MembraneOut(snn, synaptic=True, read="syn"), _images(), T)
+
+
+def test_a_membrane_fed_into_further_layers_is_refused(snn):
+    class Hidden(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(64, 10), nn.Linear(10, 3)
+            self.lif = snn.Leaky(beta=0.9, init_hidden=True, output=True)
+
+        def forward(self, x):
+            _, mem = self.lif(self.fc1(x.flatten(1)))
+            return self.fc2(mem)
+
+    with pytest.raises(WorkloadError, match="feeds the membrane of neuron 'lif' into further layers") as e:
+        _export(Hidden(), _images(), T)
+    assert "end the network at its membrane" in str(e.value)
+
+
+def test_spikingjelly_non_spiking_readout_is_named(sj):
+    neuron, layer, functional = sj
+    net = nn.Sequential(layer.Flatten(), layer.Linear(64, 4), neuron.IFNode(), layer.Linear(4, 2),
+                        neuron.NonSpikingLIFNode(tau=2.0))
+    functional.set_step_mode(net, "m")
+    with pytest.raises(WorkloadError, match="non-spiking readout") as e:
+        _export(net, _images(), T)
+    assert "NonSpikingLIFNode" in str(e.value)
+
+
+# ----------------------------------------------------------------------------- SpikingJelly ann2snn
+
+def _relu_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 6, 3), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(6 * 2 * 2, 3)).eval()
+
+
+def _convert(ann, x, **recipe):
+    ann2snn = pytest.importorskip("spikingjelly.activation_based.ann2snn")
+    r = ann2snn.RateCodingRecipe(dataloader=[(x, torch.zeros(len(x)))], **recipe)  # a one-batch loader, offline
+    return ann2snn.Converter(r).convert(ann)
+
+
+@pytest.mark.parametrize("recipe", [{"mode": "max"}, {"mode": "99.9%", "channel_wise": True}])
+def test_ann2snn_voltage_scalers_are_scale_nodes(sj, tmp_path, recipe):
+    from spikingjelly.activation_based.ann2snn.modules import ChannelVoltageScaler, VoltageScaler
+
+    x = _images(16)
+    snn_model = _convert(_relu_cnn(), x, **recipe)
+    scalers = {name: m for name, m in snn_model.named_modules() if isinstance(m, (VoltageScaler, ChannelVoltageScaler))}
+    assert len(scalers) == 4 and all(isinstance(m, ChannelVoltageScaler) == ("channel_wise" in recipe)
+                                     for m in scalers.values())
+    gt = _roundtrip(snn_model, x[:4], tmp_path, steps=8)
+    prefix = "channel_spiking" if "channel_wise" in recipe else "spiking"
+    assert _graph(gt) == [
+        ("0", "conv2d", ["input"]), (f"{prefix}_0.scaler0", "scale", ["0"]),
+        (f"{prefix}_0.if_node", "neuron", [f"{prefix}_0.scaler0"]),
+        (f"{prefix}_0.scaler1", "scale", [f"{prefix}_0.if_node"]), ("2", "avgpool", [f"{prefix}_0.scaler1"]),
+        ("3", "conv2d", ["2"]), (f"{prefix}_1.scaler0", "scale", ["3"]),
+        (f"{prefix}_1.if_node", "neuron", [f"{prefix}_1.scaler0"]),
+        (f"{prefix}_1.scaler1", "scale", [f"{prefix}_1.if_node"]), ("5", "flatten", [f"{prefix}_1.scaler1"]),
+        ("6", "linear", ["5"])]
+    for name, m in scalers.items():
+        c = gt.nodes[[n.name for n in gt.nodes].index(name)].out_shape[0]
+        want = np.broadcast_to(m.scale.detach().numpy().astype(np.float32), (c,))
+        np.testing.assert_array_equal(gt.arrays[f"scale/{name}"], want)
+    if "channel_wise" in recipe:  # one threshold per channel, not one per layer
+        assert len(set(gt.arrays[f"scale/{prefix}_0.scaler1"].tolist())) == 4
+    for n in gt.nodes:
+        if n.op == "neuron":
+            assert (n.params["model"], n.params["v_reset"]) == ("spikingjelly.if", None)
+    assert all(v < 1e-5 for v in gt.provenance["export"]["graph_check"].values())
+
+
+def test_ann2snn_half_threshold_and_other_channel_axes_are_refused(sj):
+    from spikingjelly.activation_based.ann2snn.modules import ChannelVoltageScaler
+
+    neuron, _, _ = sj
+    x = _images(16)
+    half = _convert(_relu_cnn(), x, mode="99.9%", channel_wise=True, half_threshold=True)
+    with pytest.raises(WorkloadError, match=r"membrane at v_threshold / 2") as e:
+        _export(half, x[:4], 8)
+    assert "half_threshold=False" in str(e.value)
+    last = nn.Sequential(nn.Conv2d(1, 3, 3), ChannelVoltageScaler(torch.rand(6) + 0.5, channel_dim=-1),
+                         neuron.IFNode(v_reset=None))
+    with pytest.raises(WorkloadError, match="scales along another axis than the channels") as e:
+        _export(last, x[:4], 4)
+    assert "channel_dim=-1" in str(e.value)
+    # channel_dim -3 of (B, C, H, W) is the channels
+    ok = nn.Sequential(nn.Conv2d(1, 3, 3), ChannelVoltageScaler(torch.tensor([2.0, 3.0, 4.0]), channel_dim=-3),
+                       neuron.IFNode(v_reset=None))
+    gt = _export(ok, x[:4], 4)
+    np.testing.assert_array_equal(gt.arrays["scale/1"], np.array([2.0, 3.0, 4.0], np.float32))

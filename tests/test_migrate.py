@@ -11,7 +11,8 @@ from snnsim.workload.trace import load_workload
 
 from .conftest import make_tiny_workload
 
-TRACES = ["resnet_imagenet", "vsa_cifar10", "vsa_mnist", "digits_snn"]
+TRACES = ["workloads/resnet_imagenet.npz", "workloads/vsa_cifar10.npz", "workloads/vsa_mnist.npz",
+          "tests/data/digits_snn_v1.npz"]
 
 
 def _migrated(wl):
@@ -22,7 +23,7 @@ def _migrated(wl):
 
 @pytest.mark.parametrize("stem", TRACES)
 def test_committed_traces_migrate_to_the_same_layers(stem):
-    wl = load_workload(f"workloads/{stem}.npz")
+    wl = load_workload(stem)
     nodes = _migrated(wl)
     layers = {la.name: la for la in lower(nodes)}
     v1 = {la.name: la for la in wl.layers}

@@ -18,7 +18,7 @@ from snnsim.workload.trace import Workload, load_workload, pack_spikes, save_wor
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "workloads").glob("*.npz"))
-DIGITS = ROOT / "workloads" / "digits_snn.npz"
+DIGITS = ROOT / "tests" / "data" / "digits_snn_v1.npz"  # the trained model as format v1 wrote it
 FLOAT_PATH = ("float64 (float weights)", "float64")
 
 
@@ -73,8 +73,10 @@ def test_fresh_synthesized_traces_verify(name, request, tmp_path):
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.name for p in COMMITTED])
 def test_committed_workloads_verify(path):
+    from snnsim.verify_graph import verify_path
+
     wl = load_workload(path)
-    result = verify_workload(wl)  # arithmetic="auto"
+    result = verify_path(path)  # arithmetic="auto"; v2 files of v1 constructs take the v1 verifier
     assert result.ok, result.format_table()
     for check in result.layers:
         layer = wl.layer(check.name)
@@ -91,9 +93,11 @@ def test_committed_workloads_verify(path):
     # sensor layer aside), the exported trained model's neuron layers in float64.
     on_float = {c.name for c in result.layers if c.arithmetic in FLOAT_PATH}
     if "export" in wl.provenance:
-        neurons = {x.name for x in wl.layers if x.neuron is not None and not x.extra.get("in_pixel")}
+        neurons = {x.name for x in wl.layers if (x.neuron is not None or x.parts is not None and x.parts.neuron)
+                   and not x.extra.get("in_pixel")}
         assert neurons and on_float == neurons
-        assert all("auto chose float64" in result.layer(n).note for n in neurons)
+        why = "auto chose float64" if wl.format_version == 1 or wl.layers[0].parts is None else "not integer valued"
+        assert all(why in result.layer(n).note for n in neurons)
     else:
         assert not on_float and d["within_tolerance"] == 0
         assert {c.arithmetic for c in result.layers if c.status == "match"} <= {"integer", "float64 (in-pixel)"}

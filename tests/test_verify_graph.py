@@ -189,7 +189,7 @@ def test_cli_verify_of_a_v2_trace_in_every_format(tmp_path, capsys):
 
 
 def test_a_v1_file_keeps_the_v1_verifier():
-    v1 = "workloads/digits_snn.npz"
+    v1 = "tests/data/digits_snn_v1.npz"
     want = verify_workload(load_workload(v1)).to_dict()
     assert verify_path(v1).to_dict() == want
     assert verify_path(v1, arithmetic="float64").to_dict() == verify_workload(load_workload(v1),
@@ -197,7 +197,7 @@ def test_a_v1_file_keeps_the_v1_verifier():
 
 
 def test_a_migrated_v1_trace_verifies_as_v2(tmp_path):
-    gt = _saved(load_graph_trace("workloads/digits_snn.npz"), tmp_path / "v2.npz")
+    gt = _saved(load_graph_trace("tests/data/digits_snn_v1.npz"), tmp_path / "v2.npz")
     result = verify_graph(gt)
     assert result.ok and result.counts["match"] == 3, result.format_table()
 

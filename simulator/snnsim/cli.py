@@ -281,9 +281,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output:
         outdir = _prepare_outdir(args.output, names, args.overwrite, [args.hwconfig, args.trace])
     if args.verify:
-        from .verify import verify_workload
+        from .verify_graph import verify_path
 
-        check = verify_workload(wl, membrane_bits=hw["core"]["membrane_bits"], input_bits=hw["core"]["input_bits"])
+        check = verify_path(args.trace, membrane_bits=hw["core"]["membrane_bits"], input_bits=hw["core"]["input_bits"])
         if not check.ok:
             sys.stderr.write(check.format_table() + "\n")
             sys.stderr.write(f"snnsim: {args.trace}: the trace disagrees with the core's arithmetic; not simulated\n")
@@ -383,23 +383,43 @@ def cmd_info(args: argparse.Namespace) -> int:
         if layer.spiking:
             c = wl.spike_counts(layer.name)
             rates[layer.name] = float(c.sum()) / (layer.out_size * wl.samples * wl.time_steps)
+    gt = None
+    if wl.format_version == 2:
+        from .workload.graphtrace import load_graph_trace, manifest_of
+
+        gt = load_graph_trace(args.trace)
     if fmt == "json":
-        man = wl.manifest()
+        man = manifest_of(gt) if gt is not None else wl.manifest()
+        if gt is not None:
+            man["arrays"] = sorted([*gt.recorded, *gt.arrays])
         man["spike_rates"] = rates
         man["file"] = wl.source
         _emit(json.dumps(man, indent=1))
         return 0
+    if gt is not None:
+        n_w = sum(1 for k in gt.arrays if k.startswith("weights/"))
+        per_neuron = sum(1 for k in gt.arrays if k.startswith("params/"))
+        held = f"weights  {n_w} nodes   neuron parameter arrays {per_neuron}   format v2 ({len(gt.nodes)} nodes)"
+    else:
+        held = f"weights  {len(wl.weights)} layers   per-channel thresholds {len(wl.thresholds)} layers"
     lines = [f"trace    {wl.source}", f"model    {wl.model}", f"dataset  {wl.dataset}",
              f"samples  {wl.samples}   time steps {wl.time_steps}   encoding {wl.encoding}",
-             f"input    {list(wl.input_shape)} float32", f"weights  {len(wl.weights)} layers"
-             f"   per-channel thresholds {len(wl.thresholds)} layers", "",
-             f"{'layer':22s} {'op':8s} {'inputs':28s} {'out shape':16s} {'neuron':8s} {'rate':>7s}"]
+             f"input    {list(wl.input_shape)} float32", held, "",
+             f"{'layer':22s} {'op':24s} {'inputs':28s} {'out shape':16s} {'neuron':16s} {'rate':>7s}"]
+    from .report.ops import describe_parts
+
     for layer in wl.layers:
-        neuron = layer.neuron.model if layer.neuron else ("(spikes)" if layer.spiking else "-")
+        if layer.parts is not None:
+            p = layer.parts
+            neuron = str(p.neuron.params.get("model")) if p.neuron is not None else f"({p.output.kind})"
+            op = describe_parts(layer)
+        else:
+            neuron = layer.neuron.model if layer.neuron else ("(spikes)" if layer.spiking else "-")
+            op = layer.op
         rate = f"{rates[layer.name]:.4f}" if layer.name in rates else "-"
         ins = ",".join(layer.inputs)
-        lines.append(f"{layer.name:22s} {layer.op:8s} {ins[:28]:28s} {str(list(layer.out_shape)):16s} "
-                     f"{neuron:8s} {rate:>7s}")
+        lines.append(f"{layer.name:22s} {op[:24]:24s} {ins[:28]:28s} {str(list(layer.out_shape)):16s} "
+                     f"{neuron[:16]:16s} {rate:>7s}")
     prov = wl.provenance
     if prov:
         lines += ["", "provenance:"] + [f"  {k}: {v}" for k, v in prov.items() if not isinstance(v, (dict, list))]
@@ -525,7 +545,7 @@ def cmd_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         raise UsageError("synth needs an output file", key="-o", expected="-o FILE.npz", found="nothing")
     out = _output_file(args.output, args.overwrite)
     from .fileio import writing
-    from .workload.trace import save_workload
+    from .workload.graphtrace import from_v1, save_graph_trace
 
     wl = synthesize(args.topology, samples=args.samples, time_steps=args.time_steps,
                     out_channels=args.out_channels, image_size=args.image_size, seed=args.seed,
@@ -533,7 +553,7 @@ def cmd_workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                     first_layer_weight_bits=args.first_layer_weight_bits,
                     **({"membrane_bits": args.membrane_bits} if args.membrane_bits else {}))
     with writing(out), _undo_on_failure([out]):
-        save_workload(wl, out)
+        save_graph_trace(from_v1(wl), out)  # format v2 (of v1's constructs: IF neurons, no bias)
     _emit(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {wl.model}, {wl.samples} samples, "
           f"{wl.time_steps} steps, {len(wl.layers)} layers")
     return 0

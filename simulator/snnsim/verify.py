@@ -55,8 +55,9 @@ GRID_TOLERANCE = 1e-4
 #: sqrt(n) u: ~68 u for the 4,608 terms of a 3x3x512 convolution). A real error (a wrong weight,
 #: threshold or input spike) moves the membrane by a whole weight level or more, and 1e-5 x acc
 #: stays below one level while acc is below 1e5 levels; a wrong output spike is caught unless the
-#: membrane lay that close to the threshold, where rounding could have decided it. The export's
-#: self-check uses the same number (``snnsim.export.torch.RTOL``).
+#: membrane lay that close to the threshold, where rounding could have decided it. The format v2
+#: verifier (``snnsim.verify_graph``) uses the same number as its default tolerance; the export's
+#: neuron self-check needs none (``snnsim.export.checks``: the neuron models are exact).
 FLOAT_RTOL = 1e-5
 
 _INTEGER = "integer"

@@ -168,8 +168,11 @@ def verify_graph(gt: GraphTrace, *, tolerance: float = FLOAT_RTOL, arithmetic: s
 def verify_path(path: str | Path, *, membrane_bits: int = 16, input_bits: int = 8, arithmetic: str = "auto",
                 tolerance: float = FLOAT_RTOL) -> VerifyResult:
     """Verify the trace at ``path``: a v2 file with :func:`verify_graph` (``tolerance``,
-    ``arithmetic``); a v1 file with the v1 verifier (:func:`snnsim.verify.verify_workload` with
-    ``membrane_bits``, ``input_bits`` and ``arithmetic``), exactly as before format v2."""
+    ``arithmetic``); a v1 file, or a v2 file made only of format v1's constructs whose activity
+    was computed in the core's integer arithmetic (what ``snnsim workload synth`` writes and
+    records in its provenance), with the v1 verifier
+    (:func:`snnsim.verify.verify_workload` with ``membrane_bits``, ``input_bits`` and
+    ``arithmetic``: the core's integer arithmetic), exactly as before format v2."""
     from .workload.graphtrace import graph_from_manifest
     from .workload.npzfile import NpzArchive
     from .workload.trace import FORMAT_NAME, _from_manifest, _read_manifest, checked_trace_path
@@ -179,9 +182,25 @@ def verify_path(path: str | Path, *, membrane_bits: int = 16, input_bits: int = 
         man = _read_manifest(z, source)
         if isinstance(man, dict) and man.get("format") == FORMAT_NAME and man.get("version") == FORMAT_VERSION:
             gt = graph_from_manifest(man, z, source)
-            return verify_graph(gt, tolerance=tolerance, arithmetic=arithmetic)
+            wl = _v1_twin(gt)
+            if wl is None:
+                return verify_graph(gt, tolerance=tolerance, arithmetic=arithmetic)
+            return verify_workload(wl, membrane_bits=membrane_bits, input_bits=input_bits, arithmetic=arithmetic)
         wl = _from_manifest(man, z, source)
     return verify_workload(wl, membrane_bits=membrane_bits, input_bits=input_bits, arithmetic=arithmetic)
+
+
+def _v1_twin(gt: GraphTrace):
+    """The v1 workload of a v2 trace made only of v1's constructs whose activity was computed in
+    the core's integer arithmetic (``snnsim workload synth`` records it in
+    ``provenance.arithmetic.core_layers``), or None: such a trace is checked as v1 checked it."""
+    from .workload.graphtrace import to_workload
+
+    arithmetic = gt.provenance.get("arithmetic")
+    if not (isinstance(arithmetic, dict) and "core_layers" in arithmetic):
+        return None
+    wl = to_workload(gt)
+    return wl if all(la.parts is None for la in wl.layers) else None
 
 
 # ----------------------------------------------------------------------------- per layer

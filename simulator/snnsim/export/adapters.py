@@ -13,7 +13,10 @@ dynamics are not approximated: a module whose dynamics no model reproduces exact
   arrays. Inhibition, state quantisation and graded spikes are refused.
 - SpikingJelly (``activation_based/neuron``): ``IFNode``, ``LIFNode`` (``tau``, ``decay_input``)
   and ``ParametricLIFNode`` (its decay ``sigmoid(w)`` as torch computes it), ``v_reset`` a value
-  or None (soft reset), single- or multi-step.
+  or None (soft reset), single- or multi-step. ``HalfThresholdIFNode`` (ann2snn's
+  ``half_threshold=True``, ``neuron/integrate_and_fire.py``) charges, fires and soft-resets as
+  ``IFNode(v_reset=None)`` but starts each run at ``v_threshold / 2``, a state no model has: it is
+  refused, not approximated.
 - Any module with a method ``snnsim_neuron(self) -> tuple[str, dict]`` returning a model name of
   :data:`snnsim.neurons.MODELS` and its parameters (checked by :func:`snnsim.neurons.neuron_model`).
   This is how a plain PyTorch neuron (or a converted ANN activation) declares its dynamics::
@@ -219,6 +222,12 @@ class NeuronAdapters:
     def _spikingjelly(self, m: Any, name: str, where: str) -> NeuronSpec:
         kinds = {v: k for k, v in self.sj.items() if v is not None}
         kind = kinds.get(type(m))
+        if type(m).__name__ == "HalfThresholdIFNode":
+            raise _refuse(name, f"{where} starts every run with its membrane at v_threshold / 2", "HalfThresholdIFNode "
+                          "(ann2snn half_threshold=True)", "convert with half_threshold=False (IFNode(v_reset=None)); "
+                          "its charge, fire and soft reset are spikingjelly.if's, but that model starts from 0, so "
+                          "the spikes would differ", expected="a neuron whose first step starts from the zero state "
+                          "of a model of snnsim.neurons")
         if kind is None:
             raise _refuse(name, f"unsupported SpikingJelly neuron {where}", type(m).__name__,
                           "use spikingjelly IFNode, LIFNode or ParametricLIFNode")

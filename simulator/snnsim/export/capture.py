@@ -23,8 +23,15 @@ from ..errors import SnnsimError, UsageError, WorkloadError
 from .adapters import NeuronAdapters, describe
 
 SUPPORTED = ("Conv1d/2d/3d, Linear, BatchNorm1d/2d/3d (eval), MaxPool/AvgPool/AdaptiveAvgPool 1d/2d/3d, Flatten, "
-             "Dropout/Identity, '+' and torch.add, x * (1 - y) (IAND), x * constant, flatten/view/reshape, "
+             "Dropout/Identity, '+' and torch.add, x + constant (a bias), x * (1 - y) (IAND), x * constant, "
+             "SpikingJelly ann2snn VoltageScaler/ChannelVoltageScaler, flatten/view/reshape, "
              "x.unsqueeze(0).repeat(T, ...), SpikingJelly layer.* and containers, and the neurons of adapters.py")
+
+
+#: SpikingJelly ann2snn's current scalers (``ann2snn/modules.py``): ``x * scale`` with a 0-d or, per
+#: channel, a (C,) ``scale`` buffer; leaf modules, so fx neither traces into their shape checks
+#: nor names the product after the function
+SJ_SCALERS = ("VoltageScaler", "ChannelVoltageScaler")
 
 
 class TraceFailed(Exception):
@@ -73,6 +80,8 @@ def module_kind(m: Any, adapters: NeuronAdapters) -> str | None:
     if type(m).__module__.startswith("spikingjelly") and name in (
             "SeqToANNContainer", "MultiStepContainer", "StepModeContainer"):
         return "container"
+    if type(m).__module__.startswith("spikingjelly") and name in SJ_SCALERS:
+        return "scale"
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         return "conv"
     if isinstance(m, nn.Linear):
@@ -134,9 +143,18 @@ def _module_ops(name: str, m: Any, args: list[int], adapters: NeuronAdapters, fx
     """The ops of one module call: one op, or a container's modules (args -1: the op before)."""
     kind = module_kind(m, adapters)
     where = f"module '{name}' ({describe(m)})"
+    if kind is None and type(m).__module__.startswith("spikingjelly") and type(m).__name__.startswith("NonSpiking"):
+        raise WorkloadError(f"unsupported {where}: a non-spiking readout whose dynamics no snnsim.neurons model "
+                            "reproduces exactly", key=name, expected="a readout format v2 models: a spiking neuron "
+                            "read by its membrane (snnTorch: spk, mem = lif(x); return mem), or the currents of the "
+                            "last conv/linear", found=type(m).__name__,
+                            suggestion="end the network with the last linear layer (its current is the readout)")
     if kind is None:
         hint = None
-        if not list(m.parameters(recurse=False)) and not list(m.children()):
+        if type(m).__name__ in ("ReLU", "ReLU6", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh"):
+            hint = ("an ANN activation: convert the trained network with snnsim.export.from_ann(model, "
+                    "calibration_inputs, time_steps=T) (ReLU networks), then it exports as an SNN")
+        elif not list(m.parameters(recurse=False)) and not list(m.children()):
             hint = (f"if it is a spiking neuron, give it snnsim_neuron() or name it: from_torch(..., "
                     f"spiking=({type(m).__name__},))")
         raise WorkloadError(f"unsupported {where}", key=name, expected=f"supported: {SUPPORTED}",

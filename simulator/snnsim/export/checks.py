@@ -6,7 +6,9 @@ recorded recurrent current, which is itself checked against its torch module app
 neuron's recorded spikes one step earlier (the ``delay`` the graph writes), to float32
 rounding (:data:`RECURRENT_TOLERANCE`). A trace whose
 neurons disagree with their models is never written silently: :func:`self_check` returns the
-counts and :func:`raise_on_mismatch` says which node differs, where and by how much.
+counts and :func:`raise_on_mismatch` says which node differs, where and by how much. A neuron
+read out by its membrane (``output: membrane``) is stepped the same way and its membrane compared,
+bit for bit, with the membrane the model returned.
 Recorded values are checked too: spikes 0 or 1, events whole numbers in 0..255.
 """
 
@@ -49,16 +51,23 @@ def counts(name: str, a: np.ndarray) -> np.ndarray:
 
 
 def self_check(nodes: list[Node], spikes: dict[str, np.ndarray], currents: dict[str, np.ndarray],
-               recurrent: dict[str, tuple[np.ndarray, Any]]) -> dict[str, dict[str, Any]]:
+               recurrent: dict[str, tuple[np.ndarray, Any]],
+               membranes: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
     """Per neuron node (``nodes`` with array parameters resolved): neurons, spike trains and bits
     that differ between the recorded spikes (samples, T, ...) and the model stepped from the
-    recorded currents; ``recurrent`` holds (recorded recurrent current, the torch module)."""
+    recorded currents; ``recurrent`` holds (recorded recurrent current, the torch module). A
+    readout (``output: membrane``) with its membrane in ``membranes`` (samples, T, ...) as the
+    framework returned it: the values its model's membrane differs from (bit for bit, float32)."""
     result: dict[str, dict[str, Any]] = {}
     for n in nodes:
-        if n.op != "neuron" or reads_membrane(n) or n.name not in currents:
+        if n.op != "neuron" or n.name not in currents:
             continue
         params = {k: v for k, v in n.params.items() if k not in ("model", "output")}
         model = neuron_model(n.params["model"], params, key=f"nodes.{n.name}")
+        if reads_membrane(n):
+            if membranes is not None and n.name in membranes:
+                result[n.name] = _membrane_check(model, currents[n.name], membranes[n.name])
+            continue
         cur = np.moveaxis(currents[n.name], 1, 0)  # (T, samples, ...)
         entry: dict[str, Any] = {}
         rec_fn = None
@@ -88,6 +97,23 @@ def self_check(nodes: list[Node], spikes: dict[str, np.ndarray], currents: dict[
     return result
 
 
+def _membrane_check(model: Any, current: np.ndarray, membrane: np.ndarray) -> dict[str, Any]:
+    """The model stepped on the recorded current (samples, T, ...) against the membrane the
+    framework returned: counts of values that differ (its own dtype, exactly) and the largest
+    difference."""
+    _, states = run_recurrent(model, np.moveaxis(current, 1, 0), None)
+    got = states["mem"] if "mem" in states else states["v"]
+    want = np.moveaxis(membrane, 1, 0).astype(got.dtype)
+    diff = got != want
+    entry: dict[str, Any] = {"readout": "membrane", "values": int(diff.size),
+                             "values_differing": int(np.count_nonzero(diff)),
+                             "max_abs_diff": float(np.abs(got - want).max(initial=0.0))}
+    if entry["values_differing"]:
+        t, s, k = (int(v[0]) for v in np.nonzero(diff.reshape(diff.shape[0], diff.shape[1], -1)))
+        entry["first"] = {"sample": s, "step": t, "neuron": k}
+    return entry
+
+
 def _recurrent_check(module: Any, rec: np.ndarray, spikes: np.ndarray) -> float:
     """Largest |recorded recurrent current - module(spikes one step earlier)|: 0 when the delay
     reads what the framework read."""
@@ -102,6 +128,16 @@ def _recurrent_check(module: Any, rec: np.ndarray, spikes: np.ndarray) -> float:
 def raise_on_mismatch(check: dict[str, dict[str, Any]], sources: dict[str, str]) -> None:
     """WorkloadError for the first neuron whose recorded spikes its model does not reproduce."""
     for name, c in check.items():
+        if c.get("values_differing"):
+            first = c.get("first", {})
+            raise WorkloadError(
+                f"neuron '{name}' ({sources.get(name, '?')}), read out by its membrane: the membrane it returned "
+                "differs from its model stepped on the recorded currents", key=name,
+                expected="the same membrane, bit for bit (the model is the framework's exact order)",
+                found=f"{c['values_differing']} of {c['values']} values differ (by up to {c['max_abs_diff']:g})"
+                + (f", first at sample {first['sample']} step {first['step']} neuron {first['neuron']}" if first else ""),
+                suggestion="the module's dynamics are not those of the model it was mapped to; pass "
+                "on_mismatch='warn' to write the trace anyway")
         if c.get("trains_differing") or not c.get("recurrent_wired", True):
             first = c.get("first", {})
             raise WorkloadError(

@@ -6,13 +6,18 @@ and the arrays ``weights/<node>`` and ``bias/<node>`` (float32, as trained); an 
 constants torch's CPU kernel computes (``scale = gamma * (1 / sqrt(var + eps))`` in float32,
 ``shift = beta - mean * scale`` rounded once: the kernel then gives ``y = x * scale + shift``
 with one rounding, a fused multiply-add; checked bit for bit against ``BatchNorm2d``);
-``x * c`` is a ``scale``; pools, adds, ``x * (1 - y)`` (SEW's IAND: ``iand(y, x)``, NOT y AND x),
+``x * c`` is a ``scale``, and so are SpikingJelly ann2snn's ``VoltageScaler`` and
+``ChannelVoltageScaler`` (named after the module, one factor per channel); ``x + c``, ``c + x``,
+``x - c`` and ``x + self.b`` with ``c`` a number or a float32 constant per channel are a ``bias``
+(``bias/<node>`` (C,)); pools, adds, ``x * (1 - y)`` (SEW's IAND: ``iand(y, x)``, NOT y AND x),
 flatten and reshape are their nodes; a neuron is a ``neuron`` node whose model and parameters
 come from :mod:`.adapters` (per-neuron parameters as ``params/<node>/<name>`` arrays). A
 recurrent neuron (snnTorch RLeaky / RSynaptic) adds ``<neuron>.delay`` (its spikes one step
 late) and ``<neuron>.recurrent`` (the ``linear``, ``conv2d`` or ``scale`` of its recurrent
-submodule) as its second input. Node names are the modules' qualified names, or fx's names of
-the functions (``add``, ``flatten_1``...).
+submodule) as its second input. A neuron whose membrane the model returns (snnTorch's ``spk, mem
+= lif(x); return mem``; the last of Synaptic's ``spk, syn, mem``) while nothing reads its spikes is
+the network's readout, ``output: membrane``; a membrane fed into further ops is refused. Node names
+are the modules' qualified names, or fx's names of the functions (``add``, ``flatten_1``...).
 
 Pooling: ``avgpool`` averages over the whole window with zero padding counted (torch's default
 ``count_include_pad=True``); ``divisor_override=1`` is a ``sumpool``; an adaptive pool whose
@@ -39,7 +44,7 @@ class Val:
     """What an op gives: a node's value (``node`` a node name or ``input``), a neuron's tuple,
     its membrane, ``1 - y``, a value reduced over time for the output, or a non-tensor."""
 
-    kind: str  # tensor | tuple | membrane | not | unsqueezed | post | other | const
+    kind: str  # tensor | tuple | membrane | state | not | unsqueezed | post | other | const
     node: str = ""
     shape: tuple[int, ...] = ()
     value: Any = None
@@ -55,6 +60,7 @@ class Lowered:
     neurons: dict[str, NeuronSpec]  # neuron node -> its spec
     modules: dict[str, str] = field(default_factory=dict)  # node -> module or function it came from
     notes: list[str] = field(default_factory=list)
+    membranes: dict[str, int] = field(default_factory=dict)  # readout neuron -> op giving its membrane
 
 
 def _ints(v: Any, rank: int) -> list[int]:
@@ -112,6 +118,8 @@ class Lowering:
         self.modules: dict[str, str] = {}
         self.notes: list[str] = []
         self.vals: list[Val] = []
+        self.outputs: list[int] = []  # the op indices the model returns
+        self.membranes: dict[str, int] = {}
 
     # -- bookkeeping
 
@@ -139,7 +147,13 @@ class Lowering:
         v = self.vals[op.args[j]]
         if v.kind == "tensor":
             return v
-        what = {"membrane": "a neuron's membrane (its second output)", "tuple": "a neuron's (spikes, state) tuple",
+        if v.kind == "membrane":
+            raise _err(op, f"feeds the membrane of neuron '{v.node}' into further layers",
+                       "a membrane only as the network's output (a readout), spikes or currents between layers",
+                       f"the membrane of '{v.node}' read by {op.kind}",
+                       f"read the spikes of '{v.node}' (its first output), or end the network at its membrane")
+        what = {"state": f"{v.value} of neuron '{v.node}' (only its spikes, or its membrane as the network's "
+                         "output, are values of format v2)", "tuple": "a neuron's (spikes, state) tuple",
                 "not": "1 - x (only the IAND x * (1 - y) is supported)", "post": "a value reduced over time",
                 "unsqueezed": "the input with a new time axis (only .repeat(T, ...) may follow)"}.get(v.kind, v.kind)
         raise _err(op, f"reads {what}", "spikes, a current or the analog input", v.kind,
@@ -177,6 +191,7 @@ class Lowering:
             if handler is None:  # pragma: no cover - capture only makes the kinds below
                 raise _err(op, "unsupported operation", f"supported: {SUPPORTED}", op.kind)
             self.vals.append(handler(i, op))
+        self._readouts()
         if not self.neurons:
             raise WorkloadError("the model has no neuron", key="model", expected="at least one spiking module",
                                 found="none", suggestion="give your neuron module snnsim_neuron(), or name its class "
@@ -187,16 +202,38 @@ class Lowering:
                 if k not in weighted:
                     raise UsageError("weight_bits names a node the model does not have", key=f"weight_bits.{k}",
                                      expected="a conv/linear node", found=str(k), suggestion=did_you_mean(str(k), weighted))
-        return Lowered(self.nodes, self.arrays, self.op_of, self.neurons, self.modules, self.notes)
+        return Lowered(self.nodes, self.arrays, self.op_of, self.neurons, self.modules, self.notes, self.membranes)
+
+    def _readouts(self) -> None:
+        """A neuron whose membrane the model returns and whose spikes nothing reads (no node, not
+        the output) is the network's readout: ``output: membrane``, a current, not recorded. A
+        membrane returned beside spikes that are used stays a note (its spikes are recorded)."""
+        read = {src for n in self.nodes for src in n.inputs}
+        returned = {self.vals[a].node for a in self.outputs if self.vals[a].kind in ("tensor", "tuple")}
+        for a in self.outputs:
+            v = self.vals[a]
+            if v.kind not in ("membrane", "state"):
+                continue
+            what = "the membrane" if v.kind == "membrane" else str(v.value)
+            if v.node in read or v.node in returned:
+                self.notes.append(f"the model also outputs {what} of '{v.node}' (not stored: its spikes are)")
+                continue
+            if v.kind == "state":
+                raise WorkloadError(f"the model outputs {what} of neuron '{v.node}' and not its spikes", key=v.node,
+                                    expected="a neuron read by its spikes, or by its membrane as the readout",
+                                    found=f"{what} ({self.neurons[v.node].source})",
+                                    suggestion="return its membrane (the last output) or its spikes")
+            if v.node in self.membranes:
+                continue
+            node = next(n for n in self.nodes if n.name == v.node)
+            node.params["output"] = "membrane"
+            self.membranes[v.node] = a
 
     def _op_input(self, i: int, op: Op) -> Val:
         return Val("tensor", "input", tuple(op.shape or ()))
 
     def _op_output(self, i: int, op: Op) -> Val:
-        for a in op.args:
-            v = self.vals[a]
-            if v.kind == "membrane":
-                self.notes.append(f"the model also outputs the membrane of '{v.node}' (not stored: its spikes are)")
+        self.outputs = list(op.args)
         return Val("other")
 
     def _op_other(self, i: int, op: Op) -> Val:
@@ -206,7 +243,33 @@ class Lowering:
         return Val("const", value=op.params.get("value"))
 
     def _op_identity(self, i: int, op: Op) -> Val:
+        if op.args and self.vals[op.args[0]].kind == "membrane":  # mem.detach(), mem.clone() of a readout
+            return self.vals[op.args[0]]
         return self._tensor(op)
+
+    def _op_scale(self, i: int, op: Op) -> Val:
+        """SpikingJelly ann2snn's ``VoltageScaler`` (``x * scale``, a 0-d buffer) and
+        ``ChannelVoltageScaler`` (a (C,) buffer along ``channel_dim``, which must be the channels,
+        axis 1 of (B, C, ...)): a ``scale`` node with one float32 factor per channel."""
+        v, m = self._tensor(op), op.module
+        c = m.scale.detach().cpu()
+        if c.dim() > 0:
+            dim = int(getattr(m, "channel_dim", 1))
+            if dim < 0:
+                dim += len(v.shape) + 1
+            if dim != 1:
+                raise _err(op, "scales along another axis than the channels", "channel_dim=1 (the C of (B, C, ...))",
+                           f"channel_dim={m.channel_dim} for inputs (B, {', '.join(map(str, v.shape))})",
+                           "format v2 scales per channel: convert with channel_dim=1")
+            if c.dim() != 1 or c.numel() != v.shape[0]:
+                raise _err(op, "has another number of factors than channels", f"{v.shape[0]} factors",
+                           str(list(c.shape)))
+        # a (C,) factor along axis 1 is one per channel (reshaped to (C, 1, ...) by the module)
+        scale = _per_channel(c.reshape((-1,) + (1,) * (len(v.shape) - 1)) if c.dim() else c, v.shape)
+        assert scale is not None
+        name = self._emit(i, "scale", [v.node], {})
+        self.arrays[f"scale/{name}"] = scale
+        return Val("tensor", name, v.shape)
 
     def _op_conv(self, i: int, op: Op) -> Val:
         v, m = self._tensor(op), op.module
@@ -352,24 +415,62 @@ class Lowering:
         if v.kind == "tuple" and idx == 0:
             return Val("tensor", v.node, v.shape)
         if v.kind == "tuple" and isinstance(idx, int):
+            spec = self.neurons.get(v.node)
+            state = STATE_OUTPUTS.get(spec.model if spec else "", ())
+            if idx < 0:
+                idx += len(state) + 1
+            if not 1 <= idx <= len(state) or state[idx - 1] != "mem":  # refused where it is used
+                what = state[idx - 1] if 1 <= idx <= len(state) else f"output {idx}"
+                return Val("state", v.node, v.shape, value=what)
             return Val("membrane", v.node, v.shape)
         if v.kind == "other":
             return Val("other")
         raise _err(op, "indexes a tensor", "the first output (spikes) of a neuron's tuple", f"index {idx!r}")
 
     def _op_add(self, i: int, op: Op) -> Val:
+        bias = self._constant_operand(i, op, sign=1.0)
+        if bias is not None:
+            return bias
         tensors = [o for o in op.operands if o[0] == "op" and self.vals[o[1]].kind != "other"]
         if len(tensors) != 2 or len(op.operands) != 2 or "alpha" in op.params:
-            raise _err(op, "only the sum of two tensors is supported", "a + b (spikes or currents)",
-                       f"operands {[o[0] if o[0] == 'op' else repr(o[1]) for o in op.operands]}",
-                       "a constant added every step is a bias: put it in the conv/linear before (bias=True)")
+            raise _err(op, "only the sum of two tensors, or of a tensor and a constant, is supported",
+                       "a + b (spikes or currents), or x + a constant per channel (a bias)",
+                       f"operands {[o[0] if o[0] == 'op' else repr(o[1]) for o in op.operands]}")
         a, b = self._tensor(op, 0), self._tensor(op, 1)
         if a.shape != b.shape:
             raise _err(op, "adds tensors of different shapes", str(list(a.shape)), str(list(b.shape)))
         name = self._emit(i, "add", [a.node, b.node], {})
         return Val("tensor", name, a.shape)
 
+    def _constant_operand(self, i: int, op: Op, sign: float) -> Val | None:
+        """``x + c`` (``sign`` 1; ``c + x`` too) or ``x - c`` (``sign`` -1) with ``c`` a number or a
+        constant tensor (a parameter or buffer: ``x + self.b``): a ``bias`` node whose ``bias/<node>``
+        is ``sign * c`` per channel (float32; negation is exact, so ``x - c`` is ``x + (-c)`` to
+        the bit). None when neither operand is a constant."""
+        if len(op.operands) != 2 or "alpha" in op.params:
+            return None
+        vals = [self.vals[o[1]] if o[0] == "op" else Val("const", value=o[1]) for o in op.operands]
+        kinds = [v.kind for v in vals]
+        if kinds.count("const") != 1 or kinds.count("tensor") != 1 or (sign < 0 and kinds[0] == "const"):
+            return None
+        x, c = vals[kinds.index("tensor")], vals[kinds.index("const")].value
+        if isinstance(c, bool) or not (isinstance(c, (int, float)) or hasattr(c, "detach")):
+            raise _err(op, "adds a value that is not a number or tensor", "a number or a constant tensor", repr(c)[:80])
+        if hasattr(c, "detach") and c.dim() > 0 and c.dtype != _torch_float32():
+            raise _err(op, f"adds a {c.dtype} constant to a float32 current (torch then computes in {c.dtype})",
+                       "a float32 constant", str(c.dtype), "keep the constant in float32 (the model's dtype)")
+        b = _per_channel(c, x.shape)
+        if b is None:
+            raise _err(op, "adds a constant that is not one per channel", f"a number or one value per channel of "
+                       f"{list(x.shape)} (shape (C, 1, 1) of (C, H, W); (F,) of a flat value)", str(list(np.shape(_np(c)))))
+        name = self._emit(i, "bias", [x.node], {})
+        self.arrays[f"bias/{name}"] = (b if sign > 0 else -b).astype(np.float32)
+        return Val("tensor", name, x.shape)
+
     def _op_sub(self, i: int, op: Op) -> Val:
+        bias = self._constant_operand(i, op, sign=-1.0)
+        if bias is not None:
+            return bias
         o = op.operands
         if len(o) == 2 and o[0][0] == "value" and o[0][1] == 1 and o[1][0] == "op":
             v = self.vals[o[1][1]]
@@ -452,6 +553,18 @@ class Lowering:
         if r.bias is not None:
             self.arrays[f"bias/{name}"] = r.bias
         return name
+
+
+#: what a framework neuron returns after its spikes, in order (snnTorch's ``forward``): the
+#: membrane ``mem`` is a readout; the synaptic current ``syn`` is not an output of format v2
+STATE_OUTPUTS = {"snntorch.leaky": ("mem",), "snntorch.rleaky": ("mem",), "snntorch.synaptic": ("syn", "mem"),
+                 "snntorch.rsynaptic": ("syn", "mem")}
+
+
+def _torch_float32() -> Any:
+    import torch
+
+    return torch.float32
 
 
 def _np(v: Any) -> Any:

@@ -11,7 +11,10 @@ v2 graph's own ops (:mod:`.checks`), and writes the trace with
 :func:`snnsim.workload.graphtrace.save_graph_trace` (atomically).
 
 What it holds: Conv1d/2d/3d and Linear with or without bias, eval-mode BatchNorm (an
-``affine``), ``x * c`` (a ``scale``), max / average / adaptive average / sum pooling of currents
+``affine``), ``x * c`` and SpikingJelly ann2snn's ``VoltageScaler`` / ``ChannelVoltageScaler`` (a
+``scale``), ``x + c`` / ``x - c`` / ``x + self.b`` with a constant per channel (a ``bias``), a
+neuron read out by its membrane (``spk, mem = lif(x); return mem``: ``output: membrane``, its
+membrane checked against its model), max / average / adaptive average / sum pooling of currents
 or spikes, adds of currents (Spiking-ResNet) or spikes (SEW ADD), SEW IAND ``x * (1 - y)``,
 flatten / view / reshape anywhere (also of the analog input), a readout without a neuron; snnTorch
 Leaky, Synaptic, RLeaky and RSynaptic, SpikingJelly IF / LIF / PLIF (single- or multi-step, with
@@ -171,7 +174,8 @@ def from_torch(model: Any, inputs: Any, time_steps: int, path: str | Path | None
     heads = recorded(resolved)
     neuron_ops = {low.op_of[name]: (spec.recurrent.module if spec.recurrent else None)
                   for name, spec in low.neurons.items()}
-    rec = record(cap, x, time_steps, {low.op_of[n.name] for n in heads}, neuron_ops, adapters)
+    rec = record(cap, x, time_steps, {low.op_of[n.name] for n in heads} | set(low.membranes.values()), neuron_ops,
+                 adapters)
     trace_arrays: dict[str, np.ndarray] = {}
     spikes: dict[str, np.ndarray] = {}
     for n in heads:
@@ -184,7 +188,8 @@ def from_torch(model: Any, inputs: Any, time_steps: int, path: str | Path | None
     currents = {name: rec.current[i] for name, i in ((nm, low.op_of[nm]) for nm in low.neurons)}
     recurrent = {name: (rec.recurrent[low.op_of[name]], spec.recurrent.module)
                  for name, spec in low.neurons.items() if spec.recurrent is not None}
-    checked = self_check(resolved, spikes, currents, recurrent)
+    membranes = {name: rec.out[i] for name, i in low.membranes.items()}
+    checked = self_check(resolved, spikes, currents, recurrent, membranes)
     forced = {n.name: (spikes[n.name] if n.kind == "spikes" else trace_arrays[f"events/{n.name}"].reshape(
         x.shape[0], time_steps, *n.out_shape)) for n in heads}
     try:
@@ -196,7 +201,7 @@ def from_torch(model: Any, inputs: Any, time_steps: int, path: str | Path | None
     if on_mismatch == "error":
         raise_on_mismatch(checked, sources)
     else:
-        bad = [k for k, c in checked.items() if c.get("trains_differing")]
+        bad = [k for k, c in checked.items() if c.get("trains_differing") or c.get("values_differing")]
         if bad:
             warnings.warn(f"neurons {bad}: recorded spikes differ from their models (provenance.export.self_check)",
                           stacklevel=2)

@@ -190,9 +190,10 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
             fire_ops, compares, fire_bits = neuron_work(layer.parts, v, mem_bits)
             per_layer["fire_ops"][li], per_layer["compares"][li] = fire_ops, compares
             per_layer["fire_membrane_bits"][li] = fire_bits
-            work = pass_work(layer.parts, v, mem_bits, into_membrane=not st.encoding)
+            once = layer.parts.constant_currents
+            work = pass_work(layer.parts, v, mem_bits, into_membrane=not once)
             # a direct-encoded layer's currents are the same at every step: its passes run once
-            dense_pass[:, li, :1 if st.encoding else t_n] += np.asarray(work, np.int64)[:, None]
+            dense_pass[:, li, :1 if once else t_n] += np.asarray(work, np.int64)[:, None]
         elif st.fire_positions:
             # threshold, fire and reset over every output neuron, once per step
             per_layer["fire_ops"][li] = st.fire_positions * math.ceil(st.channels / v)
@@ -203,6 +204,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
 
     # the spikes, event by event: per (edge, sample, step) spikes and summed fan-out
     n_e = len(edges)
+    recurrent_ops = np.zeros((s_n, n_l, t_n), np.int64)
     spk = np.zeros((n_e, s_n, t_n), np.int64)
     work = np.zeros((n_e, s_n, t_n), np.int64)
     buffer_read: set[tuple[int, str]] = set()
@@ -238,6 +240,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
         for i, k in enumerate(("vector_ops", "synaptic_ops", "input_spikes", "weight_read_bits",
                                "membrane_read_bits")):
             cnt[k] += sums[i]
+        recurrent_ops = sums[0].copy()  # spike-driven work (of an encoding layer: its recurrence)
         cnt["membrane_write_bits"] += sums[4]
         # events carry counts: every update multiplies its weight by the count
         ev = np.array([ed[9] for ed in edges], bool)
@@ -280,8 +283,9 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     compute = cnt["vector_ops"] - fed_ops + cnt["fire_ops"] + fill
     if serial > 1:
         # encoding-layer MACs not done on arrival take input_bits cycles per vector op too (the
-        # dense current passes of a v2 layer are not bit-serial)
-        compute += (serial - 1) * (cnt["vector_ops"] - fed_ops - dense_pass[0][None]) * _is_encoding(layers)[None, :, None]
+        # dense current passes and recurrent synapses of a v2 layer are not bit-serial)
+        compute += (serial - 1) * (cnt["vector_ops"] - fed_ops - dense_pass[0][None] - recurrent_ops) \
+            * _is_encoding(layers)[None, :, None]
     dram = dram_cycles(cnt["dram_read_bits"] + cnt["dram_write_bits"], hw, period_ps)
     passes = np.maximum(compute, dram) if hw["dram"]["double_buffered"] else compute + dram
     cnt["dram_stall_cycles"] = passes - compute
@@ -458,7 +462,8 @@ def encoding_supported(layer: Layer) -> bool:
     """A format v2 layer on the analog frame the core can run: one path from the frame into a
     conv2d (no dilation), a flatten -> linear, or straight into a neuron (a rate code)."""
     analog = [sy for sy in layer.parts.synapses if sy.value == "analog"]
-    if len(analog) != 1 or len(layer.parts.synapses) != 1:
+    others = [sy for sy in layer.parts.synapses if sy.value != "analog"]
+    if len(analog) != 1 or not all(sy.delayed for sy in others):  # besides the frame, only recurrence
         return False
     (sy,) = analog
     w = sy.weighted
@@ -480,7 +485,7 @@ def encoding_parts(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: 
     encoding layer; a linear of the whole frame, computed when its last line has arrived; a
     rate code, the frame's values copied once into the currents a neuron adds every step."""
     parts = layer.parts
-    (sy,) = parts.synapses
+    sy = parts.frame_synapse
     w = sy.weighted
     held = parts.output.size
     if w is not None and w.op == "conv2d":

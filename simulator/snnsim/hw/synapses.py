@@ -136,10 +136,16 @@ def dense_macs(node: Node, in_shape: tuple[int, ...]) -> int:
 
 def pass_work(parts: Parts, v: int, mem_bits: int, into_membrane: bool = True) -> tuple[int, int, int]:
     """(vector ops, membrane bits read, membrane bits written) of one step of the layer's dense
-    passes: per pass ceil(C / V) vector ops at each output position, every input value read and
+    passes: the bias adds of its weighted ops, then its current ops; per pass ceil(C / V) vector
+    ops at each output position, every input value read and
     every output written; the pass feeding the neuron adds into the membrane (read and written),
     except in a direct-encoded layer, whose result is stored once and added at every step."""
     ops = reads = writes = 0
+    for node in parts.bias_adds:  # a conv's or linear's own bias: read-modify-write of each value
+        c, sp = _spatial(node.out_shape)
+        ops += (math.prod(sp) if sp else 1) * math.ceil(c / v)
+        reads += node.size * mem_bits
+        writes += node.size * mem_bits
     for node, n_read in zip(parts.passes, parts.pass_reads, strict=True):
         c, sp = _spatial(node.out_shape)
         positions = math.prod(sp) if sp else 1

@@ -188,7 +188,18 @@ def passes_and_neuron(wl, layer, li: int, s_n: int, t_n: int, v: int, mem_bits: 
     out = parts.output
     for s in range(s_n):
         for t in range(t_n):
-            if not parts.encoding or t == 0:
+            if not parts.constant_currents or t == 0:
+                for node in parts.weighted:  # a weighted op's own bias, added to every value it gives
+                    if not node.params.get("bias"):
+                        continue
+                    c, sp = _spatial(node.out_shape)
+                    for _pos in itertools.product(*(range(n) for n in sp)):
+                        ops = _chunks(c, v)
+                        add("vector_ops", s, li, t, ops)
+                        pass_ops[s][li][t] += ops
+                    for _value in range(node.size):
+                        add("membrane_read_bits", s, li, t, mem_bits)
+                        add("membrane_write_bits", s, li, t, mem_bits)
                 for node in parts.passes:
                     c, sp = _spatial(node.out_shape)
                     for _pos in itertools.product(*(range(n) for n in sp)):
@@ -201,7 +212,7 @@ def passes_and_neuron(wl, layer, li: int, s_n: int, t_n: int, v: int, mem_bits: 
                             add("membrane_read_bits", s, li, t, mem_bits)
                     for _value in range(node.size):
                         add("membrane_write_bits", s, li, t, mem_bits)
-                        if node.name == parts.feeds_membrane and not parts.encoding:
+                        if node.name == parts.feeds_membrane and not parts.constant_currents:
                             add("membrane_read_bits", s, li, t, mem_bits)  # added into the membrane
             if parts.neuron is not None or out.kind == "events":
                 c, sp = _spatial(out.out_shape)
@@ -244,7 +255,7 @@ def encoding(hw, wl, layer, li: int, q: int, packet_index: dict, packet_ops, add
     from ..workload.graph import Layer
 
     parts = layer.parts
-    (sy,) = parts.synapses
+    sy = parts.frame_synapse
     w = sy.weighted
     held = parts.output.size
     cfg = hw["core"]

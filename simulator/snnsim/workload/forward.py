@@ -5,6 +5,8 @@ This is the specification of what a v2 trace means (:mod:`.nodes`, ``docs/worklo
 over time steps and nodes only. Semantics are PyTorch's, channels first:
 
 - ``conv1d``/``conv2d``/``conv3d``: cross-correlation with ``stride``, zero ``padding``,
+  (a conv2d with ``pixel_curve`` is the P2M in-pixel layer: window sums of the pixel transfer
+  curve, :func:`snnsim.hw.pixel_curve.p2m_conv2d`),
   ``dilation`` and ``groups``; weights ``weights/<node>`` (C_out, C_in / groups, *kernel), plus
   ``bias/<node>`` (C_out,) per output channel when ``bias`` is true. ``linear``: ``x @ W.T (+ b)``
   with W (out, in).
@@ -153,6 +155,14 @@ def apply_op(node: Node, xs: list[np.ndarray], p: dict[str, np.ndarray]) -> np.n
     if op in WEIGHTED:
         if op == "linear":
             y = x @ p["weights"].T
+        elif node.params.get("pixel_curve"):  # the in-pixel layer: window sums of the transfer curve
+            from ..hw.pixel_curve import p2m_conv2d
+
+            _, stride, _padding, _dilation = _spatial_params(node, 2)
+            if len(set(stride)) != 1:
+                raise WorkloadError("the pixel transfer curve is modelled for equal strides only",
+                                    key=f"nodes.{node.name}.stride", expected="one stride", found=str(list(stride)))
+            y = p2m_conv2d(x, p["weights"], int(stride[0])).astype(np.float64)
         else:
             _, stride, padding, dilation = _spatial_params(node, WEIGHTED[op])
             y = conv(x, p["weights"], stride, padding, dilation, node.params.get("groups", 1))

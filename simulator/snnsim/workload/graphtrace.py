@@ -118,14 +118,28 @@ def _plan(samples: int, steps: int, input_shape: tuple[int, ...], resolved: list
     for name, found in optional.items():
         prefix, _, rest = name.partition("/")
         node = by_name.get(rest.partition("/")[0] if prefix == "params" else rest)
-        if prefix == "weights" and node is not None and node.op in WEIGHTED:
+        if prefix in ("weights", "binary_weights", "weight_scales") and node is not None and node.op in WEIGHTED:
             src = node.inputs[0]
             c_in = (input_shape if src == "input" else by_name[src].out_shape)[0]
             rank = WEIGHTED[node.op]
             kernel = node.params.get("kernel", 1)
             kernel = [kernel] * rank if isinstance(kernel, int) else list(kernel)
-            plan[name] = (np.float32, (node.out_shape[0], c_in) if rank == 0 else
-                          (node.out_shape[0], c_in // node.params.get("groups", 1), *kernel))
+            shape = ((node.out_shape[0], c_in) if rank == 0 else
+                     (node.out_shape[0], c_in // node.params.get("groups", 1), *kernel))
+            if prefix == "weights":
+                plan[name] = (np.float32, shape)
+            elif prefix == "binary_weights":
+                plan[name] = (np.uint8, (math.ceil(math.prod(shape) / 8),))
+            else:
+                plan[name] = (np.float32, (shape[0],))
+            pair = ("binary_weights", "weight_scales")
+            if prefix in pair and f"{pair[1 - pair.index(prefix)]}/{rest}" not in optional:
+                other = pair[1 - pair.index(prefix)]
+                raise WorkloadError("binary weights come as a pair", file=source, key=name,
+                                    expected=f"{other}/{rest} beside it", found="no such array")
+            if prefix == "binary_weights" and f"weights/{rest}" in optional:
+                raise WorkloadError("a node's weights are stored twice", file=source, key=name,
+                                    expected=f"weights/{rest} or binary_weights/{rest}", found="both")
         elif prefix == "params" and node is not None and node.op == "neuron":
             plan[name] = (None, tuple(found))  # any float; how it broadcasts is the model's check
         elif name not in plan:
@@ -136,7 +150,37 @@ def _plan(samples: int, steps: int, input_shape: tuple[int, ...], resolved: list
 
 
 def _optional(names: list[str], shape_of: Any) -> dict[str, tuple[int, ...]]:
-    return {n: tuple(shape_of(n)) for n in names if n.split("/")[0] in ("weights", "params")}
+    return {n: tuple(shape_of(n)) for n in names
+            if n.split("/")[0] in ("weights", "binary_weights", "weight_scales", "params")}
+
+
+def _unpack_binary(arrays: dict[str, np.ndarray], source: str) -> None:
+    """Replace each ``binary_weights/<node>`` + ``weight_scales/<node>`` pair (the compact form of
+    +-scale weights, as in v1) by the float32 ``weights/<node>`` it stands for."""
+    for name in [n for n in arrays if n.startswith("binary_weights/")]:
+        node = name.split("/", 1)[1]
+        bits, scale = arrays.pop(name), arrays.pop(f"weight_scales/{node}")
+        if not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise WorkloadError("binary weight scales must be positive", file=source, key=f"weight_scales/{node}",
+                                expected="finite values > 0", found=f"min {float(np.nanmin(scale)):g}")
+        arrays[f"weights/{node}"] = (bits, scale)  # shaped by the caller, which knows the node's weights
+
+
+def _binary_shape(gt: GraphTrace, resolved: list[Node]) -> None:
+    for name, a in list(gt.arrays.items()):
+        if isinstance(a, tuple):
+            bits, scale = a
+            node = next(n for n in resolved if n.name == name.split("/", 1)[1])
+            src = node.inputs[0]
+            c_in = (gt.input_shape if src == "input" else next(n for n in resolved if n.name == src).out_shape)[0]
+            rank = WEIGHTED[node.op]
+            k = node.params.get("kernel", 1)
+            shape = ((node.out_shape[0], c_in) if rank == 0 else
+                     (node.out_shape[0], c_in // node.params.get("groups", 1), *([k] * rank if isinstance(k, int) else k)))
+            signs = np.unpackbits(bits, count=math.prod(shape)).astype(np.float32) * 2 - 1
+            w = (signs.reshape(shape) * scale.reshape((-1,) + (1,) * (len(shape) - 1))).astype(np.float32)
+            w.flags.writeable = False
+            gt.arrays[name] = w
 
 
 def check(gt: GraphTrace) -> None:
@@ -187,24 +231,48 @@ def check(gt: GraphTrace) -> None:
                                 expected="finite values", found="non-finite values")
 
 
+def manifest_of(gt: GraphTrace) -> dict[str, Any]:
+    """The JSON manifest of a v2 trace, as the file stores it."""
+    return {"format": "snnsim-trace", "version": FORMAT_VERSION, "model": gt.model, "dataset": gt.dataset,
+            "time_steps": gt.time_steps, "samples": gt.samples, "encoding": "direct",
+            "input": {"shape": list(gt.input_shape), "dtype": "float32", "range": [0.0, 1.0],
+                      "layout": "channels_first"},
+            "nodes": [node_as_dict(n) for n in gt.nodes], "provenance": gt.provenance}
+
+
 def save_graph_trace(gt: GraphTrace, path: str | Path) -> Path:
-    """Check and write a v2 trace atomically (uncompressed, as v1)."""
+    """Check and write a v2 trace atomically (uncompressed, as v1); the weights of a 1-bit node
+    that are +-one scale per output channel are stored in v1's compact form (signs and scales)."""
+    from .trace import binary_form
+
     check(gt)
-    manifest = {"format": "snnsim-trace", "version": FORMAT_VERSION, "model": gt.model, "dataset": gt.dataset,
-                "time_steps": gt.time_steps, "samples": gt.samples, "encoding": "direct",
-                "input": {"shape": list(gt.input_shape), "dtype": "float32", "range": [0.0, 1.0],
-                          "layout": "channels_first"},
-                "nodes": [node_as_dict(n) for n in gt.nodes], "provenance": gt.provenance}
+    manifest = manifest_of(gt)
     arrays = {"manifest": np.frombuffer(json.dumps(manifest, indent=1).encode("utf-8"), np.uint8),
               "input": np.ascontiguousarray(gt.input, np.float32)}
     arrays.update({k: np.ascontiguousarray(v) for k, v in gt.recorded.items()})
-    arrays.update({k: np.ascontiguousarray(v) for k, v in gt.arrays.items()})
+    weight_bits = {n.name: n.params.get("weight_bits") for n in gt.nodes}
+    for k, v in gt.arrays.items():
+        node = k.split("/", 1)[1]
+        packed = binary_form(v) if k.startswith("weights/") and weight_bits.get(node) == 1 else None
+        if packed is not None:  # +-scale weights of a 1-bit node: stored as signs and scales
+            arrays[f"binary_weights/{node}"], arrays[f"weight_scales/{node}"] = packed
+        else:
+            arrays[k] = np.ascontiguousarray(v)
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    return atomic_write(path, lambda tmp: write_npz(tmp, arrays))
 
-    return atomic_write(path, write)
+
+def write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """An uncompressed ``.npz`` that ``numpy.load`` reads, with every member dated 1980-01-01, so
+    the same arrays give the same bytes (``numpy.savez`` stamps the time of writing)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, a in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(a), allow_pickle=False)
 
 
 def graph_from_manifest(man: dict, z: NpzArchive, source: str) -> GraphTrace:
@@ -259,6 +327,8 @@ def graph_from_manifest(man: dict, z: NpzArchive, source: str) -> GraphTrace:
         (gt.recorded if prefix in ("spikes", "events") else gt.arrays)[name] = a
     for a in (gt.input, *gt.recorded.values(), *gt.arrays.values()):
         a.flags.writeable = False
+    _unpack_binary(gt.arrays, source)
+    _binary_shape(gt, resolved)
     check(gt)
     return gt
 
@@ -267,6 +337,10 @@ def from_v1(wl: Any) -> GraphTrace:
     """A v1 :class:`~snnsim.workload.trace.Workload` as a v2 trace (the graph by
     :func:`.migrate.nodes_from_v1`; weights keyed by their op node; a per-channel threshold as a
     parameter array)."""
+    if any(la.parts is not None for la in wl.layers):
+        raise WorkloadError("the workload is already a format v2 graph", file=wl.source, key="layers",
+                            expected="a format v1 workload", found="v2 hardware layers",
+                            suggestion="read the file with load_graph_trace")
     nodes = nodes_from_v1(wl.layers, wl.thresholds)
     arrays: dict[str, np.ndarray] = {}
     for n in nodes:
@@ -276,7 +350,7 @@ def from_v1(wl: Any) -> GraphTrace:
             arrays[key] = th
             n.params["threshold"] = {PARAM_ARRAY: key}
     op_name = {la.name: (la.name if la.neuron is None else f"{la.name}:{la.op}") for la in wl.layers}
-    for name in set(wl.weights) | set(wl.packed_weights):
+    for name in sorted(set(wl.weights) | set(wl.packed_weights)):
         arrays[f"weights/{op_name[name]}"] = np.asarray(wl.weight(name), np.float32)
     gt = GraphTrace(nodes=nodes, input=wl.input, recorded={}, arrays=arrays, time_steps=wl.time_steps,
                     model=wl.model, dataset=wl.dataset, provenance=dict(wl.provenance), source=wl.source)

@@ -13,7 +13,8 @@ in three parts:
    weighted op (``conv1d/2d/3d``, ``linear``). One (spike, reached position) pair is one vector
    operation, as for format v1's layers. A SEW-ResNet ADD read by one layer is therefore part of
    that layer's fan-out and is never stored.
-2. **Dense current passes**, once per step over every value: ``bias``, ``affine``, ``scale``,
+2. **Dense current passes**, once per step over every value: the bias of a conv or linear (added
+   into the value it accumulates), ``bias``, ``affine``, ``scale``,
    pooling of currents (``maxpool``/``avgpool``/``sumpool`` of currents accumulated at pre-pool
    resolution), ``add`` of currents (the residual of a Spiking-ResNet), ``flatten``/``reshape``
    of currents. Each pass reads its inputs from the accumulators and writes its output; the pass
@@ -74,12 +75,30 @@ class Parts:
     states: int  # state values per neuron (0 without a neuron)
     accumulator_values: int  # values held in accumulators other than the membranes
     out_bits: int  # bits per output value in a stored map: 1 (spikes), the event width, 0 (a current)
-    encoding: bool  # reads the analog input: its currents are computed once for all steps
+    encoding: bool  # reads the analog input (its currents from the frame are computed once for all steps)
     weighted_in: tuple[tuple[Node, tuple[int, ...]], ...] = ()  # each weighted op and its input shape
+
+    @property
+    def bias_adds(self) -> tuple[Node, ...]:
+        """Weighted ops with their own bias: one add per output value and step, into the value
+        they accumulate (a dense pass)."""
+        return tuple(n for n in self.weighted if n.params.get("bias"))
 
     @property
     def weighted(self) -> tuple[Node, ...]:
         return tuple(n for n, _shape in self.weighted_in)
+
+    @property
+    def constant_currents(self) -> bool:
+        """Every current of the layer comes from the frame (direct encoding): the same at every
+        step, so the dense passes run once."""
+        return self.encoding and all(s.value == "analog" for s in self.synapses)
+
+    @property
+    def frame_synapse(self) -> Synapse:
+        """The synapse from the analog frame of an encoding layer."""
+        (sy,) = [s for s in self.synapses if s.value == "analog"]
+        return sy
 
     @property
     def spiking_neuron(self) -> bool:
@@ -184,10 +203,11 @@ def build_parts(hl: HardwareLayer, by_name: dict[str, Node], bounds: dict[str, i
     for s in hl.sources:
         walk(s, (), source_of(s))
     analog = [sy for sy in synapses if sy.value == "analog"]
-    for sy in analog:
-        if sy.weighted is None:
+    for sy in analog:  # a neuron straight on the frame is a rate code; anything else needs a weighted op
+        if sy.weighted is None and (sy.chain or not sy.into_membrane):
             raise _fail(by_name[sy.target] if sy.target in by_name else out, "the analog input reaches a layer "
-                        "without a weighted op", f"input -> {sy.target}", "start the network with a conv or linear")
+                        "without a weighted op", " -> ".join(["input", *(n.op for n in sy.chain), sy.target]),
+                        "start the network with a conv or linear, or put a neuron on the frame (a rate code)")
     acc = 0
     for sy in synapses:
         if sy.into_membrane or sy.target == out.name and out.op in ("maxpool", "iand"):

@@ -37,6 +37,8 @@ def _op_node(layer: Layer, name: str) -> Node:
         params = {"out_channels": layer.out_shape[0], "kernel": list(layer.kernel), "stride": list(layer.stride),
                   "padding": list(layer.padding), "groups": layer.groups, "bias": False,
                   "weight_bits": layer.weight_bits}
+        if layer.extra.get("in_pixel") and layer.inputs == ["input"]:  # computed through the pixel curve
+            params["pixel_curve"] = layer.extra.get("transfer_curve", "p2m_sci_rep_2022")
     elif op == "linear":
         params = {"out_features": layer.out_shape[0], "bias": False, "weight_bits": layer.weight_bits}
     elif op in ("avgpool", "maxpool"):
@@ -118,8 +120,9 @@ def layers_to_v1(hw_layers: list[HardwareLayer]) -> tuple[list[Layer], dict[str,
             rank = 0 if op.op == "linear" else int(op.op[-2])
             k = pr.get("kernel", 1)
             kernel = tuple([k] * rank if isinstance(k, int) else k)
+            extra = ({"in_pixel": True, "transfer_curve": pr["pixel_curve"]} if pr.get("pixel_curve") else {})
             layer = Layer(name, op.op, list(op.inputs), op.out_shape, weight_bits=int(pr.get("weight_bits", 1)),
-                          neuron=neuron, **({} if rank == 0 else {
+                          neuron=neuron, extra=extra, **({} if rank == 0 else {
                               "kernel": kernel, "stride": _axes(pr.get("stride", 1), rank),
                               "padding": _axes(pr.get("padding", 0), rank), "groups": int(pr.get("groups", 1))}))
             weight_of[op.name] = name

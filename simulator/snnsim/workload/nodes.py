@@ -45,6 +45,9 @@ KINDS = ("analog", "spikes", "events", "current")
 # neuron models that take a recurrent current as a second input, added after the forward one in
 # the framework's order: the graph writes it neuron -> delay -> linear/conv/scale -> the neuron
 RECURRENT_MODELS = ("snntorch.rleaky", "snntorch.rsynaptic")
+# a conv2d on the analog input computed through a pixel's transfer curve (snnsim.hw.pixel_curve):
+# the in-pixel layer of a P2M sensor as the trace's generator modelled it
+PIXEL_CURVES = ("p2m_sci_rep_2022",)
 
 
 @dataclass
@@ -116,6 +119,10 @@ def node_from_dict(d: Any, index: int) -> Node:
 def node_as_dict(node: Node) -> dict[str, Any]:
     """The manifest form of a node (the inverse of :func:`node_from_dict`)."""
     return {"name": node.name, "op": node.op, "inputs": list(node.inputs), "params": dict(node.params)}
+
+
+def _listed(v: Any) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
 def _err(node: Node, what: str, expected: str, found: str, suggestion: str | None = None,
@@ -261,6 +268,12 @@ def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
             raise _err(n, "unsupported op", f"one of {', '.join(OPS)}", repr(n.op), did_you_mean(str(n.op), OPS), "op")
         by_name[n.name] = n
     for n in nodes:
+        curve = n.params.get("pixel_curve")
+        if curve is not None and (n.op != "conv2d" or curve not in PIXEL_CURVES or n.inputs != ["input"]
+                                  or n.params.get("groups", 1) != 1 or any(_listed(n.params.get("padding", 0)))):
+            raise _err(n, "a pixel transfer curve applies to an unpadded, ungrouped conv2d of the analog input",
+                       f"pixel_curve one of {', '.join(PIXEL_CURVES)} on such a conv2d", f"{n.op} {curve!r}",
+                       field_="pixel_curve")
         if n.op == "neuron":
             params = {k: v for k, v in n.params.items() if k not in ("model", "output")}
             neuron_model(n.params.get("model"), params, key=f"nodes.{n.name}")
