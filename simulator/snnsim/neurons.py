@@ -124,13 +124,17 @@ class SnnTorchSynaptic:
     def state(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         return {"syn": np.zeros(shape, F32), "mem": np.zeros(shape, F32)}
 
-    def step(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def step(self, state: dict[str, np.ndarray], x: np.ndarray,
+             rec: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One step; ``rec`` (RSynaptic's recurrent current) is added after the input."""
         thr = _f32(self.threshold)
         alpha = np.clip(_f32(self.alpha), F32(0), F32(1))
         beta = np.clip(_f32(self.beta), F32(0), F32(1))
         syn, mem = state["syn"], state["mem"]
         r = _above(mem, thr)
         syn = alpha * syn + _f32(x)
+        if rec is not None:
+            syn = syn + _f32(rec)
         mem = beta * mem + syn
         if self.reset == "subtract":
             mem = mem - r * thr
@@ -247,22 +251,7 @@ class SnnTorchRSynaptic(SnnTorchSynaptic):
         if not self.reset_delay:
             raise ValueError("snnTorch's RSynaptic has no immediate reset: reset_delay must be True")
 
-    def step(self, state: dict[str, np.ndarray], x: np.ndarray,
-             rec: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        thr = _f32(self.threshold)
-        alpha = np.clip(_f32(self.alpha), F32(0), F32(1))
-        beta = np.clip(_f32(self.beta), F32(0), F32(1))
-        syn, mem = state["syn"], state["mem"]
-        r = _above(mem, thr)
-        syn = alpha * syn + _f32(x)
-        if rec is not None:
-            syn = syn + _f32(rec)
-        mem = beta * mem + syn
-        if self.reset == "subtract":
-            mem = mem - r * thr
-        elif self.reset == "zero":
-            mem = mem - mem * r
-        return _above(mem, thr), {"syn": syn, "mem": mem}
+    # step: SnnTorchSynaptic's, with ``rec`` added to the current after the input
 
 
 @dataclass(frozen=True)

@@ -154,8 +154,11 @@ class VerifyResult:
         tol = f"; {within} spike train(s) within float tolerance" if within else ""
         return (f"{verdict}: {c['match']} match, {c['mismatch']} mismatch, {c['skipped']} skipped, "
                 f"{c['not recorded']} not recorded{tol} ({self.model}, {self.samples} samples, "
-                f"{self.time_steps} steps, {self.membrane_bits}-bit membranes, {self.input_bits}-bit inputs, "
-                f"arithmetic {self.arithmetic})")
+                f"{self.time_steps} steps, {self.settings()})")
+
+    def settings(self) -> str:
+        """How the layers were recomputed, for the summary line."""
+        return f"{self.membrane_bits}-bit membranes, {self.input_bits}-bit inputs, arithmetic {self.arithmetic}"
 
     def format_table(self) -> str:
         """A plain-text table, one row per layer, then the summary line."""

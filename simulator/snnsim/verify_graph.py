@@ -102,15 +102,8 @@ class GraphVerifyResult(VerifyResult):
     tolerance: float = FLOAT_RTOL
     format_version: int = FORMAT_VERSION
 
-    def summary(self) -> str:
-        c = self.counts
-        verdict = "OK" if self.ok else "FAILED"
-        within = self.within_tolerance
-        tol = f"; {within} spike train(s) within float tolerance" if within else ""
-        return (f"{verdict}: {c['match']} match, {c['mismatch']} mismatch, {c['skipped']} skipped, "
-                f"{c['not recorded']} not recorded{tol} ({self.model}, {self.samples} samples, "
-                f"{self.time_steps} steps, format v{self.format_version}, arithmetic {self.arithmetic}, "
-                f"float tolerance {self.tolerance:g})")
+    def settings(self) -> str:
+        return f"format v{self.format_version}, arithmetic {self.arithmetic}, float tolerance {self.tolerance:g}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "model": self.model, "format_version": self.format_version,

@@ -154,6 +154,15 @@ class _Traffic:
 
 
 
+def _untiled(hw, layer: Layer, bits: int, what: str, key: str) -> MappingError:
+    """A format v2 layer whose weights or membranes exceed their SRAM (v2 layers are not tiled)."""
+    need = math.ceil(bits / KIB_BITS)
+    return MappingError(f"the {what} of a format v2 layer do not fit in its SRAM (tiling a layer of several "
+                        "ops is not modelled)", file=hw.source, key=f"core.{key}",
+                        expected=f">= {need} KiB for layer {layer.name}", found=f"{hw['core'][key]:g} KiB",
+                        suggestion=f"--set core.{key}={need}")
+
+
 def tilings(hw, layers: list[Layer]) -> tuple[list[int], list[int], list[int], list[int], list[MappingError]]:
     """How each layer is cut to fit the buffers: (weight tiles, output channels per tile (0 =
     untiled), membrane row tiles, output rows per tile), and every layer that cannot be cut small
@@ -168,12 +177,7 @@ def tilings(hw, layers: list[Layer]) -> tuple[list[int], list[int], list[int], l
         if bits <= cap_w:
             continue
         if la.parts is not None:
-            need = math.ceil(bits / KIB_BITS)
-            problems.append(MappingError(
-                "the weights of a format v2 layer do not fit in the weight SRAM (tiling a layer of several ops "
-                "is not modelled)", file=hw.source, key="core.weight_sram_kib",
-                expected=f">= {need} KiB for layer {la.name}", found=f"{cfg['weight_sram_kib']:g} KiB",
-                suggestion=f"--set core.weight_sram_kib={need}"))
+            problems.append(_untiled(hw, la, bits, "weights", "weight_sram_kib"))
             continue
         per_channel = bits // la.out_shape[0]
         if per_channel > cap_w or la.groups != 1:
@@ -197,12 +201,7 @@ def tilings(hw, layers: list[Layer]) -> tuple[list[int], list[int], list[int], l
             if bits <= cap_m:
                 continue
             if la.parts is not None:
-                need = math.ceil(bits / KIB_BITS)
-                problems.append(MappingError(
-                    "the membranes and accumulators of a format v2 layer do not fit in the membrane SRAM (tiling a "
-                    "layer of several ops is not modelled)", file=hw.source, key="core.membrane_sram_kib",
-                    expected=f">= {need} KiB for layer {la.name}", found=f"{cfg['membrane_sram_kib']:g} KiB",
-                    suggestion=f"--set core.membrane_sram_kib={need}"))
+                problems.append(_untiled(hw, la, bits, "membranes and accumulators", "membrane_sram_kib"))
                 continue
             c, *sp = la.out_shape
             rows = sp[-2] if len(sp) >= 2 else 1

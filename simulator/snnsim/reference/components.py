@@ -644,22 +644,8 @@ def _map_read_bits(m: SpikeMap, r: int, layers: list, mapping: CoreMapping) -> i
 
 
 def _reached(pos: tuple[int, ...], kernel, stride, padding, out: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Output positions whose window holds input position ``pos``: output o reads input
-    o * stride - padding + d for every kernel offset d."""
-    found = []
-    for offsets in itertools.product(*(range(k) for k in kernel)):
-        o = []
-        for axis, d in enumerate(offsets):
-            shifted = pos[axis] + padding[axis] - d
-            if shifted % stride[axis] != 0:
-                break
-            oi = shifted // stride[axis]
-            if not 0 <= oi < out[axis]:
-                break
-            o.append(oi)
-        else:
-            found.append(tuple(o))
-    return found
+    """Output positions whose window holds input position ``pos`` (no dilation in format v1)."""
+    return ref_parts.reached(pos, kernel, stride, padding, (1,) * len(kernel), out)
 
 
 def _targets(layer, c: int, pos: tuple[int, ...]) -> list[tuple[tuple[int, ...], list[int]]]:

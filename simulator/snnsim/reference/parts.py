@@ -42,10 +42,14 @@ def _spatial(shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
 
 
 def _reached(pos: tuple[int, ...], node: Node) -> list[tuple[int, ...]]:
-    """Output positions of a conv or pool whose window holds input position ``pos``: output o
-    reads input o * stride - padding + d * dilation for every kernel offset d."""
+    """Output positions of a conv or pool node whose window holds input position ``pos``."""
     kernel, stride, padding, dilation = _window(node)
-    out = node.out_shape[1:]
+    return reached(pos, kernel, stride, padding, dilation, tuple(node.out_shape[1:]))
+
+
+def reached(pos: tuple[int, ...], kernel, stride, padding, dilation, out: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Output positions whose window holds input position ``pos``: output o reads input
+    o * stride - padding + d * dilation for every kernel offset d."""
     found = []
     for offsets in itertools.product(*(range(k) for k in kernel)):
         o = []
