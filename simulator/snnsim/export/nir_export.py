@@ -45,8 +45,8 @@ import numpy as np
 
 from ..errors import WorkloadError
 from ..fileio import atomic_write
-from ..workload.graphtrace import GraphTrace, _resolved, from_v1
-from ..workload.nodes import Node, _spatial_params, check_nodes
+from ..workload.graphtrace import GraphTrace, from_v1, resolved_nodes
+from ..workload.nodes import Node, check_nodes, spatial_params
 from .nir_common import DEFAULT_DT, NODE_META, check_dt, jsonable, require_nir
 
 _EXACT_MODELS = ("nir.lif", "nir.cubalif", "nir.li", "nir.integrator", "snnsim.if")
@@ -75,7 +75,7 @@ class _Exporter:
         self.nir, self.gt, self.approximate = nir, gt, approximate
         self.src = gt.source
         gt.layers()  # checks the trace and fills in shapes and kinds
-        self.resolved = _resolved(gt.nodes, gt.arrays, self.src)
+        self.resolved = resolved_nodes(gt.nodes, gt.arrays, self.src)
         check_nodes(self.resolved, gt.input_shape)
         self.by_name = {n.name: n for n in self.resolved}
         self.dt = self._dt(dt)
@@ -195,7 +195,7 @@ class _Exporter:
                 self.put(n, nir.Linear(weight=w))
         elif op in ("conv1d", "conv2d"):
             rank = int(op[4])
-            _kernel, stride, padding, dilation = _spatial_params(n, rank)
+            _kernel, stride, padding, dilation = spatial_params(n, rank)
             w = self.weights(n)
             bias = (np.asarray(self.gt.arrays[f"bias/{n.name}"], np.float32) if p.get("bias")
                     else np.zeros(w.shape[0], np.float32))
@@ -240,7 +240,7 @@ class _Exporter:
         nir = self.nir
         if len(in_shape) != 3:
             raise self.refuse(n, "NIR pools only in 2-D", "a pool of a (C, H, W) input", None)
-        kernel, stride, padding, _dilation = _spatial_params(n, 2)
+        kernel, stride, padding, _dilation = spatial_params(n, 2)
         kw = {"kernel_size": np.array(kernel), "stride": np.array(stride), "padding": np.array(padding)}
         if n.op == "avgpool":
             self.put(n, nir.AvgPool2d(**kw), in_shape)

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WorkloadError, did_you_mean
-from ..workload.nodes import PARAM_ARRAY, Node, _kind, _shape
+from ..workload.nodes import PARAM_ARRAY, Node, output_shape, value_kind
 from ..workload.trace import binary_form
 from .nir_common import PRIMITIVES, node_meta, text, type_name
 
@@ -305,8 +305,8 @@ class _Translator:
         """Add a v2 node, its shape and kind computed as check_nodes does."""
         srcs = node.inputs
         try:
-            node.out_shape = _shape(node, [self.shape[s] for s in srcs])
-            node.kind = _kind(node, [self.kind[s] for s in srcs])
+            node.out_shape = output_shape(node, [self.shape[s] for s in srcs])
+            node.kind = value_kind(node, [self.kind[s] for s in srcs])
         except WorkloadError as e:
             raise WorkloadError(e.message, file=self.source, key=f"nodes.{nir_name}", expected=e.expected,
                                 found=e.found, suggestion=e.suggestion) from None
@@ -608,7 +608,7 @@ class _Translator:
                 or self.kind[pool.inputs[0]] != "spikes" or not np.all((th >= 0) & (th < 1))):
             return None
         pool.op = "maxpool"
-        pool.kind = self.kind[pool.name] = _kind(pool, [self.kind[pool.inputs[0]]])
+        pool.kind = self.kind[pool.name] = value_kind(pool, [self.kind[pool.inputs[0]]])
         self.data_of[pool.name] = name
         return pool.name
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError, WorkloadError, did_you_mean
-from ..workload.graphtrace import GraphTrace, _resolved, save_graph_trace
+from ..workload.graphtrace import GraphTrace, resolved_nodes, save_graph_trace
 from ..workload.nodes import check_nodes, lower
 from ..workload.trace import pack_spikes
 from .nir_common import DEFAULT_DT, check_dt, require_nir, text
@@ -241,7 +241,7 @@ def workload_from_nir(graph: Any, spikes: Any = None, inputs: Any = None, time_s
                          found="none", suggestion="or give recorded spikes (a NIRData file)")
     g, source = read_graph(nir, graph)
     imp = translate(g, source, dt, weight_bits)
-    resolved = _resolved(imp.nodes, imp.arrays, source)
+    resolved = resolved_nodes(imp.nodes, imp.arrays, source)
     try:
         check_nodes(resolved, imp.input_shape)
         layers = lower(resolved)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError, WorkloadError
-from ..workload.graphtrace import GraphTrace, _resolved, check, save_graph_trace
+from ..workload.graphtrace import GraphTrace, check, resolved_nodes, save_graph_trace
 from ..workload.nodes import check_nodes, recorded
 from ..workload.trace import pack_spikes
 from .adapters import NeuronAdapters
@@ -168,7 +168,7 @@ def from_torch(model: Any, inputs: Any, time_steps: int, path: str | Path | None
     mode = _step_mode(model, adapters)
     cap = _capture(model, x, time_steps, adapters, mode == "m")
     low = lower_ops(cap.ops, adapters, weight_bits)
-    resolved = _resolved(low.nodes, low.arrays, "<export>")
+    resolved = resolved_nodes(low.nodes, low.arrays, "<export>")
     check_nodes(resolved, tuple(x.shape[1:]))
     _check_shapes(low, cap, resolved)
     heads = recorded(resolved)

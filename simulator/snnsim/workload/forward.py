@@ -19,7 +19,7 @@ over time steps and nodes only. Semantics are PyTorch's, channels first:
 - ``flatten`` (channels-first order), ``reshape``.
 - ``delay``: its input's value at the previous step, zero at step 0. Delays are the only edges a
   cycle may use, so every step is evaluated in dependency order with the delay edges cut
-  (:func:`snnsim.workload.nodes._dependency_order`).
+  (:func:`snnsim.workload.nodes.dependency_order`).
 - ``neuron``: the model of :mod:`snnsim.neurons` stepped in its own dtype (float32 for the
   frameworks' models, float64 for ``snnsim.if`` and NIR's), the current cast to that dtype; a
   recurrent model's second input is given to its ``step`` as ``rec``.
@@ -46,10 +46,10 @@ from .nodes import (
     POOLS,
     WEIGHTED,
     Node,
-    _dependency_order,
-    _spatial_params,
     check_nodes,
+    dependency_order,
     reads_membrane,
+    spatial_params,
 )
 
 #: The NumPy dtype of each kind of value as :func:`evaluate` returns it.
@@ -90,7 +90,7 @@ def op_arrays(node: Node, in_shape: tuple[int, ...], arrays: dict[str, np.ndarra
             shape = (c, in_shape[0])
         else:
             rank = WEIGHTED[op]
-            kernel = _spatial_params(node, rank)[0]
+            kernel = spatial_params(node, rank)[0]
             shape = (c, in_shape[0] // node.params.get("groups", 1), *kernel)
         out["weights"] = _array(arrays, f"weights/{name}", shape, node)
         if node.params.get("bias"):
@@ -158,13 +158,13 @@ def apply_op(node: Node, xs: list[np.ndarray], p: dict[str, np.ndarray]) -> np.n
         elif node.params.get("pixel_curve"):  # the in-pixel layer: window sums of the transfer curve
             from ..hw.pixel_curve import p2m_conv2d
 
-            _, stride, _padding, _dilation = _spatial_params(node, 2)
+            _, stride, _padding, _dilation = spatial_params(node, 2)
             if len(set(stride)) != 1:
                 raise WorkloadError("the pixel transfer curve is modelled for equal strides only",
                                     key=f"nodes.{node.name}.stride", expected="one stride", found=str(list(stride)))
             y = p2m_conv2d(x, p["weights"], int(stride[0])).astype(np.float64)
         else:
-            _, stride, padding, dilation = _spatial_params(node, WEIGHTED[op])
+            _, stride, padding, dilation = spatial_params(node, WEIGHTED[op])
             y = conv(x, p["weights"], stride, padding, dilation, node.params.get("groups", 1))
         if "bias" in p:
             y = y + _per_channel(p["bias"], y.ndim)
@@ -175,7 +175,7 @@ def apply_op(node: Node, xs: list[np.ndarray], p: dict[str, np.ndarray]) -> np.n
     elif op == "scale":
         y = x * _per_channel(p["scale"], x.ndim)
     elif op in POOLS:
-        kernel, stride, padding, dilation = _spatial_params(node, x.ndim - 2)
+        kernel, stride, padding, dilation = spatial_params(node, x.ndim - 2)
         y = pool(op, x, kernel, stride, padding, dilation)
     elif op == "add":
         y = sum(xs[1:], xs[0])
@@ -311,9 +311,9 @@ class NeuronStepper:
 def _checked_graph(nodes: list[Node], arrays: dict[str, np.ndarray], input_shape: tuple[int, ...]) -> list[Node]:
     """Copies of the nodes with ``{"array": NAME}`` parameters resolved and shapes and kinds filled
     in (:func:`check_nodes`; the nodes given are not changed)."""
-    from .graphtrace import _resolved
+    from .graphtrace import resolved_nodes
 
-    graph = _resolved(nodes, arrays, "<memory>")
+    graph = resolved_nodes(nodes, arrays, "<memory>")
     check_nodes(graph, input_shape)
     return graph
 
@@ -379,7 +379,7 @@ def evaluate(nodes: list[Node], inputs: np.ndarray, time_steps: int, *, arrays: 
             raise WorkloadError("keep names no node", key=f"keep.{k}", expected="a node name or 'input'", found=k,
                                 suggestion=did_you_mean(k, by_name))
     need = _needed(by_name, keep, set(forced))
-    order = [name for name in _dependency_order(graph) if name in need]
+    order = [name for name in dependency_order(graph) if name in need]
     shape_of = {"input": tuple(x.shape[1:]), **{n.name: n.out_shape for n in graph}}
     params = {name: op_arrays(by_name[name], shape_of[by_name[name].inputs[0]], arrays)
               for name in order if name not in forced and by_name[name].op not in ("delay", "neuron")}

@@ -73,12 +73,12 @@ class GraphTrace:
         """The hardware layers (:func:`snnsim.workload.nodes.lower`) of the checked graph, with
         array parameters resolved to their arrays."""
         check(self)
-        resolved = _resolved(self.nodes, self.arrays, self.source)
+        resolved = resolved_nodes(self.nodes, self.arrays, self.source)
         check_nodes(resolved, self.input_shape)
         return lower(resolved)
 
 
-def _resolved(nodes: list[Node], arrays: dict[str, np.ndarray], source: str) -> list[Node]:
+def resolved_nodes(nodes: list[Node], arrays: dict[str, np.ndarray], source: str) -> list[Node]:
     """Copies of the nodes with every ``{"array": NAME}`` parameter replaced by that array."""
     out = []
     for n in nodes:
@@ -190,7 +190,7 @@ def check(gt: GraphTrace) -> None:
         raise WorkloadError("time_steps must be a positive integer", file=src, key="time_steps",
                             expected="an integer >= 1", found=repr(gt.time_steps))
     try:
-        resolved = _resolved(gt.nodes, gt.arrays, src)
+        resolved = resolved_nodes(gt.nodes, gt.arrays, src)
         check_nodes(resolved, gt.input_shape)
     except WorkloadError as e:
         raise WorkloadError(e.message, file=src, key=e.key, expected=e.expected, found=e.found,
@@ -302,7 +302,7 @@ def graph_from_manifest(man: dict, z: NpzArchive, source: str) -> GraphTrace:
     gt = GraphTrace(nodes=nodes, input=np.zeros((samples, *shape), np.float32), recorded={}, arrays=arrays,
                     time_steps=steps, model=_text(man, "model", "unnamed", source),
                     dataset=_text(man, "dataset", "unknown", source), provenance=provenance, source=source)
-    resolved = _resolved(nodes, arrays, source)
+    resolved = resolved_nodes(nodes, arrays, source)
     try:
         check_nodes(resolved, tuple(shape))
     except WorkloadError as e:
@@ -354,7 +354,7 @@ def from_v1(wl: Any) -> GraphTrace:
         arrays[f"weights/{op_name[name]}"] = np.asarray(wl.weight(name), np.float32)
     gt = GraphTrace(nodes=nodes, input=wl.input, recorded={}, arrays=arrays, time_steps=wl.time_steps,
                     model=wl.model, dataset=wl.dataset, provenance=dict(wl.provenance), source=wl.source)
-    resolved = _resolved(nodes, arrays, wl.source)
+    resolved = resolved_nodes(nodes, arrays, wl.source)
     check_nodes(resolved, wl.input_shape)
     gt.recorded = {f"spikes/{la.output.name}": wl.packed_spikes[la.output.name]
                    for la in lower(resolved) if la.output.kind == "spikes"}
@@ -413,7 +413,7 @@ def _parts_workload(gt: GraphTrace) -> Any:
     from .hwlayer import parts_layers
     from .trace import Workload
 
-    resolved = _resolved(gt.nodes, gt.arrays, gt.source)
+    resolved = resolved_nodes(gt.nodes, gt.arrays, gt.source)
     check_nodes(resolved, gt.input_shape)
     layers = parts_layers(lower(resolved), resolved, gt.input_shape)
     packed: dict[str, np.ndarray] = {}

@@ -135,7 +135,7 @@ def _axis_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _spatial_params(node: Node, rank: int) -> tuple[tuple[int, ...], ...]:
+def spatial_params(node: Node, rank: int) -> tuple[tuple[int, ...], ...]:
     """kernel, stride (default: the kernel for pools, 1 for convolutions), padding, dilation."""
     def ints(name: str, default: Any) -> tuple[int, ...]:
         v = node.params.get(name, default)
@@ -158,7 +158,7 @@ def _spatial_params(node: Node, rank: int) -> tuple[tuple[int, ...], ...]:
     return kernel, stride, padding, dilation
 
 
-def _shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+def output_shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     """The output shape of ``node`` for its input shapes (raises WorkloadError)."""
     op = node.op
     if op in JOINS:
@@ -203,7 +203,7 @@ def _shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     if len(first) != rank + 1 or rank < 1:
         raise _err(node, f"{op} needs a channels-first input with {rank} spatial axes",
                    f"{rank + 1} dimensions", str(list(first)), field_="inputs")
-    kernel, stride, padding, dilation = _spatial_params(node, rank)
+    kernel, stride, padding, dilation = spatial_params(node, rank)
     spatial = tuple(_axis_out(first[1 + i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(rank))
     if min(spatial) < 1:
         raise _err(node, "the kernel is larger than its (padded) input", "an output of at least 1",
@@ -219,7 +219,7 @@ def _shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     return (c_out, *spatial)
 
 
-def _kind(node: Node, kinds: list[str]) -> str:
+def value_kind(node: Node, kinds: list[str]) -> str:
     """:data:`KIND_RULES`: the kind of value an op gives for the kinds it reads."""
     op = node.op
     discrete = all(k in ("spikes", "events") for k in kinds)
@@ -310,8 +310,8 @@ def check_nodes(nodes: list[Node], input_shape: tuple[int, ...]) -> None:
         for name, n in list(pending.items()):
             if not all(s in shape for s in n.inputs):
                 continue
-            n.out_shape = _shape(n, [shape[s] for s in n.inputs])
-            n.kind = _kind(n, [kind[s] for s in n.inputs])
+            n.out_shape = output_shape(n, [shape[s] for s in n.inputs])
+            n.kind = value_kind(n, [kind[s] for s in n.inputs])
             shape[name], kind[name] = n.out_shape, n.kind
             del pending[name]
             progressed = True
@@ -385,7 +385,7 @@ def lower(nodes: list[Node]) -> list[HardwareLayer]:
     heads = {n.name for n in nodes if n.op != "delay" and (
         n.op == "neuron" or not consumers[n.name] or n.name in read_late
         or n.kind in ("spikes", "events") and n.op in ("maxpool", "iand"))}
-    order = _dependency_order(nodes)
+    order = dependency_order(nodes)
     owner: dict[str, str] = {}
     for name in reversed(order):
         n = by_name[name]
@@ -418,7 +418,7 @@ def lower(nodes: list[Node]) -> list[HardwareLayer]:
     return layers
 
 
-def _dependency_order(nodes: list[Node]) -> list[str]:
+def dependency_order(nodes: list[Node]) -> list[str]:
     """Node names with every node after its inputs (delays' inputs do not count: they are read
     one step late); stable for nodes already in order."""
     done: set[str] = {"input"}
