@@ -60,15 +60,24 @@ def test_the_slowest_legal_clock_is_exact_or_refused(resnet):
 
 
 def test_time_budget_names_the_stage_that_overflows():
+    from snnsim.hw.chain import build_chain
+    from snnsim.simulation import time_keys
+
+    wl = load_workload("workloads/digits_snn.npz")
+    hw = load_hardware("hwconfigs/p2m_digits.yaml")
+    plans = []
+    for component in build_chain(hw):
+        plans.append(component.plan(hw, wl, plans, None))
+    keys = time_keys(plans)  # each component names the keys that set its times
     big = np.full(4, 2**61, np.int64)
     stages = [StageSpec.make("sensor", [1]), StageSpec.make("link", [1]), StageSpec.make("core", big)]
     with pytest.raises(ConfigError) as e:
-        check_time_budget(stages, "chip.yaml")
+        check_time_budget(stages, "chip.yaml", keys)
     assert e.value.key == "core.clock_mhz" and e.value.file == "chip.yaml"
     stages = [StageSpec.make("sensor", [1, 1], release_ps=[0, 2**62]), StageSpec.make("link", [1]),
               StageSpec.make("core", [1])]
     with pytest.raises(ConfigError) as e:
-        check_time_budget(stages, "chip.yaml")
+        check_time_budget(stages, "chip.yaml", keys)
     assert e.value.key == "sensor.frame_period_us"
 
 

@@ -1,9 +1,12 @@
 """One simulation: hardware + workload -> component plans -> event-driven pipeline -> Report.
 
-The frame's journey: sensor rows -> link packets (bounded FIFO: the sensor's line buffer) ->
-the core's input buffer (bounded FIFO) -> the core, which scatters each arriving packet at once
-and then runs its layer passes. Frames (samples) follow each other through the same pipeline;
-with ``sensor.frame_period_us`` > 0 each frame is triggered on that period.
+The chip is the chain of components of :func:`snnsim.hw.chain.build_chain` (today: sensor rows
+-> link packets, through the sensor's line buffer -> the processor's input buffer -> the core).
+Each component returns a plan (:class:`snnsim.hw.chain.Plan`); this module turns the plans into
+pipeline stages and bounded FIFOs, runs the event-driven engine, and asks each plan for its
+records. It knows no component by name. Frames (samples) follow each other through the same
+pipeline; with a frame trigger (the first component's ``released_by`` key) each frame enters on
+that period.
 """
 
 from __future__ import annotations
@@ -17,11 +20,9 @@ import numpy as np
 from . import __version__
 from .engine.pipeline import StageSpec, run_pipeline
 from .errors import ConfigError, MappingError
+from .hw.chain import Plan, StageTimes, build_chain
 from .hw.core import COUNTERS as CORE_COUNTERS
-from .hw.core import core_plan
 from .hw.fit import require_fit
-from .hw.link import link_plan, raw_frame_wire_bits
-from .hw.sensor import sensor_energy_pj, sensor_plan
 from .hwconfig import Hardware
 from .report.ops import describe_parts
 from .report.report import Record, RecordBlock, Report
@@ -68,41 +69,35 @@ def core_records(hw: Hardware, layer_names: list[str], counters: dict[str, np.nd
                         components=[m[2] for m in metrics], units=[m[1] for m in metrics], values=values)]
 
 
-# the hwconfig keys that set each stage's service times, named when a run's time cannot be held
-STAGE_KEYS = {
-    "sensor": "sensor.row_overhead_ns, sensor.adc_counter_clock_mhz, sensor.p2m.row_overhead_ns",
-    "link": "link.gbps_per_lane, link.line_blanking_ns, link.frame_blanking_ns",
-    "core": "core.clock_mhz",
-    "release": "sensor.frame_period_us",  # the frame trigger
-}
+def time_keys(plans: list[Plan]) -> dict[str, str]:
+    """The hwconfig keys that set each stage's service times, and the frame trigger's
+    (``release``), named when a run's time cannot be held."""
+    keys = {p.name: p.time_keys for p in plans}
+    keys["release"] = next((p.released_by for p in plans if p.released_by), "")
+    return keys
 
 
-def pipeline_stages(sp, lp, cp, frames: list[int], frame_ps: int, hw_source: str) -> list[StageSpec]:
-    """The sensor -> link -> core stages for the given frames (sample indices, in order), frame
-    k triggered at k * ``frame_ps`` (0: free-running)."""
+def pipeline_stages(plans: list[Plan], frames: list[int], frame_ps: int) -> list[StageSpec]:
+    """The pipeline stages of the plans for the given frames (sample indices, in order), frame
+    k entering the chip at k * ``frame_ps`` (0: free-running) at the plan that releases frames."""
     n_f = len(frames)
-    n_pk = sp.rows * sp.packets_per_row
-    if cp.tx_cycles.size and float(cp.tx_cycles.max()) * cp.period_ps >= 2.0**62:  # the int64 product would wrap
-        raise ConfigError("the run's time cannot be held in integer picoseconds", file=hw_source, key="core.clock_mhz",
-                          expected="core passes shorter than 2^62 ps",
-                          found=f"{int(cp.tx_cycles.max())} cycles of {cp.period_ps} ps",
-                          suggestion="check the unit of the key (MHz)")
     idx = np.asarray(frames, np.int64)
-    release = np.zeros((n_f, sp.rows), np.int64)
-    release[:, 0] = np.arange(n_f, dtype=np.int64) * frame_ps
-    return [
-        StageSpec.make("sensor", np.full(n_f * sp.rows, sp.row_time_ps), produce=np.full(n_f * sp.rows, sp.packets_per_row),
-                       release_ps=release.reshape(-1)),
-        StageSpec.make("link", lp.service_ps[idx].reshape(-1), consume=np.ones(n_f * n_pk), produce=np.ones(n_f * n_pk)),
-        StageSpec.make("core", (cp.tx_cycles[idx] * cp.period_ps).reshape(-1), consume=np.tile(cp.tx_consume, n_f)),
-    ]
+    stages = []
+    for p in plans:
+        release = None
+        if p.released_by is not None:
+            r = np.zeros((n_f, p.transactions), np.int64)
+            if p.transactions:
+                r[:, 0] = np.arange(n_f, dtype=np.int64) * frame_ps
+            release = r.reshape(-1)
+        stages.append(StageSpec.make(p.name, p.service_ps[idx].reshape(-1), consume=np.tile(p.consume, n_f),
+                                     produce=np.tile(p.produce, n_f), release_ps=release))
+    return stages
 
 
-def fifo_capacities(hw: Hardware, sp) -> list[int]:
-    """Tokens each FIFO holds: the sensor's line buffer holds whole lines (every packet of a row:
-    T spike packets of a P2M row, one RAW packet of a conventional row); the processor's input
-    buffer holds packets."""
-    return [hw["sensor"]["line_buffer_lines"] * sp.packets_per_row, hw["link"]["output_fifo_packets"]]
+def fifo_capacities(plans: list[Plan]) -> list[int]:
+    """Tokens each FIFO between two stages holds (each plan says the capacity of the one after it)."""
+    return [int(p.fifo_after) for p in plans[:-1]]
 
 
 def _time_by_cause(stages: list[StageSpec]) -> dict[str, float]:
@@ -112,7 +107,7 @@ def _time_by_cause(stages: list[StageSpec]) -> dict[str, float]:
     return totals
 
 
-def check_time_budget(stages: list[StageSpec], source: str) -> None:
+def check_time_budget(stages: list[StageSpec], source: str, keys: dict[str, str]) -> None:
     """Refuse a run whose time could wrap the engine's int64 picoseconds.
 
     No time stamp of a run exceeds the last trigger plus the sum of every service time, so when
@@ -121,20 +116,20 @@ def check_time_budget(stages: list[StageSpec], source: str) -> None:
     if sum(totals.values()) < 2.0**62:
         return
     worst = max(totals, key=totals.get)
-    raise ConfigError("the run's time cannot be held in integer picoseconds", file=source, key=STAGE_KEYS[worst],
+    raise ConfigError("the run's time cannot be held in integer picoseconds", file=source, key=keys[worst],
                       expected="a run shorter than 2^62 ps (about 53 days of simulated time)",
                       found=f"the {worst} alone needs {totals[worst]:.3g} ps",
                       suggestion="check the units of these keys (clocks in MHz, times in ns or us)")
 
 
-def check_exact_time(stages: list[StageSpec], pr, source: str) -> None:
+def check_exact_time(stages: list[StageSpec], pr, source: str, keys: dict[str, str]) -> None:
     """A run's stamps and totals must be exact in the report's float64 values: its makespan must
     stay below 2^53 ps (every integer up to 2^53 is a float64)."""
     if pr.makespan_ps < 2**53:
         return
     totals = _time_by_cause(stages)
     worst = max(totals, key=totals.get)
-    raise ConfigError("the run's simulated time is too long to report exactly", file=source, key=STAGE_KEYS[worst],
+    raise ConfigError("the run's simulated time is too long to report exactly", file=source, key=keys[worst],
                       expected="a makespan below 2^53 ps (about 2.5 hours)",
                       found=f"{pr.makespan_ps:.4g} ps, {totals[worst]:.3g} ps of it from the {worst}",
                       suggestion="check the units of these keys, or simulate fewer frames")
@@ -162,84 +157,45 @@ def simulate(hw: Hardware, wl: Workload, progress: Progress | None = None) -> Re
         if progress is not None:
             progress(stage, time.perf_counter() - t0)
 
-    tick("sensor")
-    sp = sensor_plan(hw, wl)
-    tick("link")
-    lp = link_plan(hw, wl, sp)
-    tick("core")
-    cp = core_plan(hw, wl, sp, lp.payload_bits, graph=gkey)
+    plans: list[Plan] = []
+    for component in build_chain(hw):
+        tick(component.name)
+        plans.append(component.plan(hw, wl, plans, gkey))
     tick("engine")
     s_n = wl.samples
-    n_pk = sp.rows * sp.packets_per_row
-    frame_ps = us_to_ps(hw["sensor"]["frame_period_us"])
-    stages = pipeline_stages(sp, lp, cp, list(range(s_n)), frame_ps, hw.source)
-    caps = fifo_capacities(hw, sp)
-    check_time_budget(stages, hw.source)
+    frame_ps = us_to_ps(next((hw.get(p.released_by) for p in plans if p.released_by), 0.0))
+    keys = time_keys(plans)
+    stages = pipeline_stages(plans, list(range(s_n)), frame_ps)
+    caps = fifo_capacities(plans)
+    check_time_budget(stages, hw.source, keys)
     pr = run_pipeline(stages, caps)
-    check_exact_time(stages, pr, hw.source)
+    check_exact_time(stages, pr, hw.source, keys)
 
-    n_tx = cp.tx_cycles.shape[1]
+    # a frame ends with the last transaction of the last stage that has any
+    last = max((i for i, p in enumerate(plans) if p.transactions), default=0)
+    entry = next((i for i, p in enumerate(plans) if p.released_by is not None), 0)
 
     def last_done(result, n: int) -> list[int]:
-        """Completion stamp of each of ``n`` frames: the core's last transaction (or the link's)."""
-        if n_tx:
-            return result.done_ps[2].reshape(n, n_tx)[:, -1].tolist()
-        return result.done_ps[1].reshape(n, n_pk)[:, -1].tolist()
+        """Completion stamp of each of ``n`` frames."""
+        return result.done_ps[last].reshape(n, plans[last].transactions)[:, -1].tolist()
 
     def rerun(frames: list[int]) -> list[int]:
-        return last_done(run_pipeline(pipeline_stages(sp, lp, cp, frames, 0, hw.source), caps), len(frames))
+        return last_done(run_pipeline(pipeline_stages(plans, frames, 0), caps), len(frames))
 
     frame_done = last_done(pr, s_n)
     interval = steady_interval_ps(frame_done if frame_ps == 0 else None, rerun, s_n)
     tick("report")
-    frame_start = pr.start_ps[0].reshape(s_n, sp.rows)[:, 0]
-    link_done = pr.done_ps[1].reshape(s_n, n_pk)[:, -1]
-    sensor_done = pr.done_ps[0].reshape(s_n, sp.rows)[:, -1]
+    times = {p.name: StageTimes(pr.start_ps[i].reshape(s_n, p.transactions), pr.done_ps[i].reshape(s_n, p.transactions))
+             for i, p in enumerate(plans)}
+    frame_start = [int(x) for x in times[plans[entry].name].start_ps[:, 0]]
 
     records: list = []
-    add = records.append
-    # the sensor's readout and the link carry the first layer: its input (a conventional frame) or
-    # its output spikes (P2M); their actions and energy are that layer's, for both sensor kinds
-    first = wl.layers[0].name
-    s_energy = sensor_energy_pj(sp, hw.energy)
-    per_frame = [(a, float(n), "count") for a, n in sp.actions.items()]
-    per_frame += [(f"energy.{a}", pj, "pJ") for a, (_entry, _n, pj) in s_energy.items()]
-    readout = (sensor_done - frame_start).tolist()
-    for s in range(s_n):
-        for metric, value, unit in per_frame:
-            add(Record(s, first, None, "sensor", metric, value, unit))
-        add(Record(s, first, None, "sensor", "readout_ps", float(readout[s]), "ps"))
-    # link, per step of the spike rows it carries (a conventional frame has no steps)
-    p2m = sp.kind == "p2m"
-    n_steps = wl.time_steps if p2m else 1  # a conventional frame's packets all carry step 0
-    payload = sp.per_step(lp.payload_bits, n_steps).tolist()
-    wire = sp.per_step(8 * lp.wire_bytes, n_steps).tolist()
-    packets = np.bincount(sp.packet_step, minlength=n_steps).tolist()
-    bursts = lp.bursts.sum(axis=1).tolist()
-    burst_time = lp.burst_ps.sum(axis=1).tolist()
-    for s in range(s_n):
-        for t in range(n_steps):
-            step = t if p2m else None
-            add(Record(s, first, step, "link", "payload_bits", float(payload[s][t]), "bit"))
-            add(Record(s, first, step, "link", "wire_bits", float(wire[s][t]), "bit"))
-            add(Record(s, first, step, "link", "packets", float(packets[t]), "count"))
-        add(Record(s, first, None, "link", "bursts", float(bursts[s]), "count"))
-        add(Record(s, first, None, "link", "hs_burst_ps", float(burst_time[s]), "ps"))
-    # core, per layer and step
-    records += core_records(hw, cp.layer_names, cp.counters)
-    # activity of every spiking layer (sensor layer included)
-    records.append(activity_records(wl))
-
-    makespan_ps = int(pr.makespan_ps)
-    timing = frame_timing(frame_ps, interval, makespan_ps)
-    records += system_records(hw, first, [int(x) for x in 8 * lp.wire_bytes.sum(axis=1)],
-                              [int(x) for x in lp.bursts.sum(axis=1)], [int(x) for x in frame_start],
-                              frame_done, [int(x) for x in link_done], pr, timing)
-    meta = run_meta(hw, wl, sp.kind, sp.layer, sp.details,
-                    {"encoding": lp.encoding, "bits_per_event": lp.bits_per_event, "ui_ps": lp.ui_ps,
-                     "conventional_payload_bits_per_frame": lp.conventional_bits_per_frame,
-                     "conventional_wire_bits_per_frame": raw_frame_wire_bits(hw, wl)},
-                    cp.details, timing, pr.names, caps)
+    for p in plans:  # each component's own records (actions, energy, time) per frame, layer and step
+        records += p.records(times[p.name])
+    records.append(activity_records(wl))  # activity of every spiking layer (the sensor's included)
+    timing = frame_timing(frame_ps, interval, int(pr.makespan_ps))
+    records += system_records(hw, plans, times, frame_start, frame_done, pr, timing)
+    meta = run_meta(hw, wl, plans, timing, pr.names, caps)
     check_finite(records, hw.source)
     tick("done")
     return Report.build(meta, records)
@@ -282,52 +238,53 @@ def activity_records(wl: Workload) -> RecordBlock:
                        components=["activity", "activity"], units=["count", "count"], values=values)
 
 
-def system_records(hw: Hardware, first: str, wire_bits: list[int], bursts: list[int], frame_start: list[int],
-                   frame_done: list[int], link_done: list[int], pr, timing: dict) -> list[Record]:
-    """Per-frame link energy (the first layer's, like the link's other records), static energy
-    (each component's static power over one steady-state frame interval, apart from every layer),
-    timing records, and per-stage utilisation."""
-    s_n = len(wire_bits)
+def system_records(hw: Hardware, plans: list[Plan], times: dict[str, StageTimes], frame_start: list[int],
+                   frame_done: list[int], pr, timing: dict) -> list[Record]:
+    """Per frame: each component's energy beside its records (the link's bits and bursts), the
+    static energy of each component with a static power (over one steady-state frame interval,
+    apart from every layer), the frame's latency and stamps, each component's stamps; then each
+    stage's busy, stalled and idle time."""
     mw_ps_to_pj = 1e-3  # 1 mW for 1 ps = 1e-15 J
     interval = timing["frame_interval_ps"]
-    static_pj = {c: hw.energy.mw(f"{c}.static_power") * interval * mw_ps_to_pj for c in ("sensor", "link", "core")}
+    static_pj = [(p.name, hw.energy.mw(p.static_entry) * interval * mw_ps_to_pj) for p in plans if p.static_entry]
     out = []
-    for s in range(s_n):
-        out.append(Record(s, first, None, "link", "energy.bit", float(wire_bits[s]) * hw.energy.pj("link.bit"), "pJ"))
-        out.append(Record(s, first, None, "link", "energy.burst", float(bursts[s]) * hw.energy.pj("link.burst"), "pJ"))
-        for c in ("sensor", "link", "core"):
-            out.append(Record(s, "-", None, c, "energy.static", static_pj[c], "pJ"))
+    for s in range(len(frame_done)):
+        for p in plans:
+            out += p.frame_energy(s)
+        for name, pj in static_pj:
+            out.append(Record(s, "-", None, name, "energy.static", pj, "pJ"))
         out.append(Record(s, "-", None, "system", "latency_ps", float(frame_done[s] - frame_start[s]), "ps"))
         out.append(Record(s, "-", None, "system", "frame_start_ps", float(frame_start[s]), "ps"))
         out.append(Record(s, "-", None, "system", "frame_done_ps", float(frame_done[s]), "ps"))
-        out.append(Record(s, "-", None, "system", "link_done_ps", float(link_done[s]), "ps"))
+        for p in plans:
+            out += p.frame_stamps(s, times.get(p.name))
     for i, name in enumerate(pr.names):
         for metric, arr in (("busy_ps", pr.busy_ps), ("stall_ps", pr.stall_ps), ("idle_ps", pr.idle_ps)):
             out.append(Record(None, "-", None, name, metric, float(arr[i]), "ps"))
     return out
 
 
-def run_meta(hw: Hardware, wl: Workload, sensor_kind: str, sensor_layer: str | None, sensor_details: dict,
-             link_details: dict, core_details: dict, timing: dict, stages: list[str], caps: list[int]) -> dict:
-    """The report's metadata: configuration, workload, energy table and the derived parameters."""
-    return {
+def run_meta(hw: Hardware, wl: Workload, plans: list[Plan], timing: dict, stages: list[str], caps: list[int]) -> dict:
+    """The report's metadata: configuration, workload (each layer with the component that runs
+    it), energy table, each component's section and the engine's."""
+    runs_on = {name: p.name for p in plans for name in p.layers}
+    meta = {
         "snnsim_version": __version__,
         "hardware": {"name": hw.name, "source": hw.source, "config": hw.config},
         "workload": {"source": wl.source, "model": wl.model, "dataset": wl.dataset, "samples": wl.samples,
                      "time_steps": wl.time_steps, "encoding": wl.encoding,
                      "layers": [{"name": la.name, "op": la.op if la.parts is None else describe_parts(la),
-                                 "out_shape": list(la.out_shape),
-                                 "spiking": la.spiking, "runs_on": "sensor" if la.name == sensor_layer else "core"}
+                                 "out_shape": list(la.out_shape), "spiking": la.spiking,
+                                 "runs_on": runs_on.get(la.name, "-")}
                                 for la in wl.layers]},
         "energy_table": hw.energy.as_dict(),
-        "sensor": {"kind": sensor_kind, **sensor_details},
-        "link": link_details,
-        "core": core_details,
+        **{p.name: p.details for p in plans},
         "engine": {**timing, "stages": stages,
-                   "fifo_capacity": {"sensor->link": caps[0], "link->core": caps[1]}},
-        "energy_sources": energy_sources(hw, sensor_kind),
+                   "fifo_capacity": {f"{a.name}->{b.name}": c for a, b, c in zip(plans, plans[1:], caps, strict=False)}},
+        "energy_sources": energy_sources(hw, plans),
         "neurobench_ops": neurobench_meta(wl),
     }
+    return meta
 
 
 def neurobench_meta(wl: Workload) -> dict:
@@ -344,14 +301,11 @@ def neurobench_meta(wl: Workload) -> dict:
             "layers": {e["name"]: {k: e[k] for k in keys} for e in ops["layers"] if e["counted"]}}
 
 
-def energy_sources(hw: Hardware, kind: str) -> dict[str, dict]:
-    """The energy-table entries a run of this sensor kind uses, with value, unit and source."""
-    used = ["link.bit", "link.burst", "core.ac", "core.mac", "core.compare", "core.sram_read_bit",
-            "core.sram_write_bit", "core.line_buffer_bit", "dram.bit", "sensor.static_power",
-            "link.static_power", "core.static_power"]
-    used += ["p2m.pixel_read", "p2m.adc_conversion"] if kind == "p2m" else ["sensor.pixel_read", "sensor.adc_conversion"]
+def energy_sources(hw: Hardware, plans: list[Plan]) -> dict[str, dict]:
+    """The energy-table entries the run's components use, with value, unit and source."""
     out = {}
-    for name in used:
-        e = hw.energy.entry(name)
-        out[name] = {"value": e.value, "unit": e.unit, "per": e.per, "source": e.source}
+    for p in plans:
+        for name in (*p.energy_entries, *([p.static_entry] if p.static_entry else [])):
+            e = hw.energy.entry(name)
+            out[name] = {"value": e.value, "unit": e.unit, "per": e.per, "source": e.source}
     return out

@@ -22,6 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..engine.pipeline import StageSpec
+from ..hw.chain import Plan
 from ..hw.sensor import ps
 from ..report.report import Record, Report
 from ..simulation import core_records, run_meta, system_records
@@ -1093,12 +1094,34 @@ def simulate_reference(hw, wl: Workload) -> Report:
     keeps_up = None if frame_ps == 0 else interval <= frame_ps
     timing = {"makespan_ps": makespan, "trigger_period_ps": frame_ps, "bottleneck_interval_ps": interval,
               "frame_interval_ps": float(max(frame_ps, interval)), "keeps_up_with_trigger": keeps_up}
-    records += system_records(hw, sensor_layer, [8 * sum(p.wire_bytes for p in lnk.packets[s]) for s in range(s_n)],
-                              [sum(p.bursts for p in lnk.packets[s]) for s in range(s_n)],
-                              frame_start, frame_done, link_done, pr, timing)
-    meta = run_meta(hw, wl, sen.kind, sen.layer, sen.details,
-                    {"encoding": lnk.encoding, "bits_per_event": lnk.bits_per_event, "ui_ps": lnk.ui_ps,
-                     "conventional_payload_bits_per_frame": lnk.conventional_payload_bits,
-                     "conventional_wire_bits_per_frame": lnk.conventional_wire_bits},
-                    core.details, timing, pr.names, caps)
+    # the report's system records and metadata are written by the same functions as the fast
+    # model's, from the reference's own numbers, described as the chain's plans describe them
+    wire = [8 * sum(p.wire_bytes for p in lnk.packets[s]) for s in range(s_n)]
+    bursts = [sum(p.bursts for p in lnk.packets[s]) for s in range(s_n)]
+
+    def link_energy(s: int) -> list[Record]:
+        return [Record(s, sensor_layer, None, "link", "energy.bit", float(wire[s]) * table.pj("link.bit"), "pJ"),
+                Record(s, sensor_layer, None, "link", "energy.burst", float(bursts[s]) * table.pj("link.burst"), "pJ")]
+
+    def link_stamps(s: int, _times) -> list[Record]:
+        return [Record(s, "-", None, "system", "link_done_ps", float(link_done[s]), "ps")]
+
+    none = np.zeros((s_n, 0), np.int64)
+    sensor_entries = [e for _c, e in energy_uses.values()]
+    plans = [
+        Plan("sensor", none, none[0], none[0], None, "", {"kind": sen.kind, **sen.details},
+             layers=(sen.layer,) if sen.layer else (), released_by="sensor.frame_period_us",
+             energy_entries=tuple(sensor_entries), static_entry="sensor.static_power"),
+        Plan("link", none, none[0], none[0], None, "",
+             {"encoding": lnk.encoding, "bits_per_event": lnk.bits_per_event, "ui_ps": lnk.ui_ps,
+              "conventional_payload_bits_per_frame": lnk.conventional_payload_bits,
+              "conventional_wire_bits_per_frame": lnk.conventional_wire_bits},
+             energy_entries=("link.bit", "link.burst"), static_entry="link.static_power", frame_energy=link_energy,
+             frame_stamps=link_stamps),
+        Plan("core", none, none[0], none[0], None, "", core.details, layers=tuple(core.layer_names),
+             energy_entries=("core.ac", "core.mac", "core.compare", "core.sram_read_bit", "core.sram_write_bit",
+                             "core.line_buffer_bit", "dram.bit"), static_entry="core.static_power"),
+    ]
+    records += system_records(hw, plans, {}, frame_start, frame_done, pr, timing)
+    meta = run_meta(hw, wl, plans, timing, pr.names, caps)
     return Report.build(meta, records)
