@@ -164,8 +164,8 @@ class Core:
     name = "core"
 
     def plan(self, hw: Any, wl: Any, upstream: list[Plan], graph: tuple | None) -> Plan:
-        from ..simulation import core_records
         from .core import core_plan
+        from .core_records import core_records
 
         sp, lp = upstream[0].inner, upstream[-1].inner  # the sensor's packets, the link's payloads
         cp = core_plan(hw, wl, sp, lp.payload_bits, graph=graph)

@@ -23,9 +23,10 @@ import numpy as np
 
 from ..engine.pipeline import StageSpec
 from ..hw.chain import Plan
+from ..hw.core_records import core_records
 from ..hw.sensor import ps
 from ..report.report import Record, Report
-from ..simulation import core_records, run_meta, system_records
+from ..simulation import run_meta, system_records
 from ..workload.trace import Workload
 from . import parts as ref_parts
 from .pipeline import run_pipeline_reference
