@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from snnsim import load_hardware, load_workload, simulate
 from snnsim.hw import chain
 from snnsim.report.report import Record
@@ -24,8 +25,12 @@ class Retimer:
         before = upstream[-1]
         n = before.transactions
 
+        first = wl.layers[0].name
+
         def records(times):
-            return [Record(s, "-", None, "retimer", "packets_held", float(n), "count") for s in range(wl.samples)]
+            return [r for s in range(wl.samples)
+                    for r in (Record(s, "-", None, "retimer", "packets_held", float(n), "count"),
+                              Record(s, first, None, "retimer", "energy.hold", 0.5 * n, "pJ"))]
 
         return chain.Plan(name=self.name, service_ps=np.full((wl.samples, n), 3000, np.int64),
                           consume=np.ones(n, np.int64), produce=np.ones(n, np.int64), fifo_after=2,
@@ -51,6 +56,14 @@ def test_a_new_component_joins_the_chain_without_touching_the_orchestration(monk
     assert more.summary["delay"]["latency_ps_mean"] > plain.summary["delay"]["latency_ps_mean"]
     assert more.summary["operations"]["synaptic_ops_per_frame"] == plain.summary["operations"]["synaptic_ops_per_frame"]
     assert more.summary["delay"]["stages"]["retimer"]["busy_ps"] == wl.samples * 32 * 3000
+    # its energy is in the summary: by component, in the total and in the first layer's
+    e, e0 = more.summary["energy"], plain.summary["energy"]
+    assert e["by_component_pj_per_frame"]["retimer"] == 16.0
+    assert e["dynamic_pj_per_frame"] == pytest.approx(e0["dynamic_pj_per_frame"] + 16.0, rel=1e-12)
+    layer0 = [la for la in more.summary["layers"] if la["name"] == wl.layers[0].name][0]
+    layer0_plain = [la for la in plain.summary["layers"] if la["name"] == wl.layers[0].name][0]
+    assert layer0["energy_pj_per_frame"] == pytest.approx(layer0_plain["energy_pj_per_frame"] + 16.0, rel=1e-12)
+    assert "retimer" not in e0["by_component_pj_per_frame"]
 
 
 def test_the_orchestration_names_no_component():

@@ -152,7 +152,7 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
     v = cfg["vector_width"]
     mem_bits = cfg["membrane_bits"]
     period_ps = round(period_ps_exact(cfg["clock_mhz"]))
-    first = 1 if sensor.kind == "p2m" else 0
+    first = 1 if sensor.layer else 0  # a layer computed before the core (in the pixels) is not the core's
     layers = wl.layers[first:]
     names = [la.name for la in layers]
     s_n, t_n = wl.samples, wl.time_steps

@@ -114,7 +114,10 @@ def _tops_per_w(ops_total: float, core_pj_per_frame: float, samples: int) -> flo
     return (ops_total / samples) / (core_pj_per_frame * 1e-12) / 1e12
 
 
-_LAYER_ENERGY = ("sensor", "link", "core", "dram")  # components whose dynamic energy belongs to layers
+# the components every summary lists (zero when a chip has none); any other component with energy
+# (a unit a chain adds) is listed after them. Every component's dynamic energy belongs to layers.
+_COMPONENTS = ("sensor", "link", "core", "dram")
+_NOT_ENERGY = ("system", "activity")
 _PER_LAYER = ("neurons", "spikes", "cycles", "synaptic_ops", "macs")  # the metrics the summary reads per layer
 
 
@@ -128,7 +131,7 @@ def _sum_block(b: RecordBlock, tot: dict, by_layer: dict[tuple[str, str], dict[s
         tot[(comp, metric)] += col[m]
         if metric.startswith("energy."):
             energy_action[(comp, metric[7:])] += col[m]
-            if comp in _LAYER_ENERGY:
+            if comp not in _NOT_ENERGY:
                 energy_cols.append(m)
         if metric in _PER_LAYER:
             acc = by_layer.get((comp, metric))
@@ -181,7 +184,7 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             acc[layer] = acc.get(layer, 0.0) + value
         if metric.startswith("energy."):
             energy_action[(component, metric[7:])] += value
-            if component in _LAYER_ENERGY:
+            if component not in _NOT_ENERGY:
                 layer_energy[layer] += value
         if component == "activity":
             acc = by_step.get((layer, metric))
@@ -192,7 +195,7 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             stage[component][metric] = value
         elif component == "system":
             per_sample[(component, metric)][sample] += value
-    components = ("sensor", "link", "core", "dram")
+    components = _COMPONENTS + tuple(sorted({c for c, _a in energy_action} - set(_COMPONENTS)))
     energy_component = {c: sum(v for (cc, _a), v in energy_action.items() if cc == c) / samples for c in components}
     energy_frame = sum(energy_component.values())
     latency = per_sample[("system", "latency_ps")]
