@@ -355,3 +355,30 @@ def test_a_weighted_op_on_a_current_of_the_same_layer_is_refused():
              N("fa", "flatten", ["a"]), N("n2", "neuron", ["b"], model="snnsim.if")]
     with pytest.raises(WorkloadError, match="weighted op reads a current"):
         to_workload(trace_of(nodes, (1, 4, 4), samples=1, steps=1, seed=0))
+
+
+def test_a_hybrid_3d_2d_reshape_delivers_each_depth_through_the_2d_window():
+    """(C, D, H, W) spikes -> reshape (C * D, H, W) -> conv2d: the fast fan-out table equals the
+    reference's spike-by-spike delivery; a reshape that splits channels is refused."""
+    from snnsim.hw.synapses import synapse_fanout
+    from snnsim.reference.parts import chain_targets
+    from snnsim.workload.hwlayer import Synapse
+
+    src = (2, 3, 5, 4)  # C, D, H, W
+    rs = N("rs", "reshape", ["x"], shape=[6, 5, 4])
+    cv = N("cv", "conv2d", ["rs"], out_channels=4, kernel=3, stride=2, padding=1)
+    rs.out_shape, cv.out_shape = (6, 5, 4), (4, 3, 2)
+    sy = Synapse("x", "spikes", False, (rs, cv), "cv", True)
+    taps, c_group = synapse_fanout(sy, src, "layer")
+    assert c_group == 4 and taps.shape == (3 * 5 * 4,)
+    for c in range(src[0]):
+        for d in range(src[1]):
+            for h in range(src[2]):
+                for w in range(src[3]):
+                    reached = chain_targets(sy, c, (d, h, w), src)
+                    assert len(reached) == taps[(d * src[2] + h) * src[3] + w]
+    split = N("sp", "reshape", ["x"], shape=[2, 3, 5, 4])
+    c3 = N("c3", "conv3d", ["sp"], out_channels=2, kernel=3, padding=1)
+    split.out_shape, c3.out_shape = (2, 3, 5, 4), (2, 3, 5, 4)
+    with pytest.raises(MappingError, match="cannot deliver spikes"):
+        synapse_fanout(Synapse("x", "spikes", False, (split, c3), "c3", True), (6, 5, 4), "layer")

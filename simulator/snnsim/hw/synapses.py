@@ -112,8 +112,16 @@ def synapse_fanout(sy: Synapse, source_shape: tuple[int, ...], layer: str) -> tu
             continue
         else:  # flatten, reshape: positions are relabelled; only a uniform fan-out survives it
             if uniform is None:
-                if len(shape_in) == len(node.out_shape) and shape_in[0] == node.out_shape[0]:
+                out = tuple(node.out_shape)
+                if len(shape_in) == len(out) and shape_in[0] == out[0]:
                     taps = taps.copy()  # the same channels and positions in the same order
+                    continue
+                keep = len(out) - 1  # trailing spatial axes kept, the leading ones merged into channels
+                if keep >= 1 and len(shape_in) > len(out) and tuple(shape_in[-keep:]) == out[1:]:
+                    # (C, D, H, W) -> (C * D, H, W), as a hybrid 3D/2D network does: a value at
+                    # (d, h, w) reaches what (h, w) reaches, whatever d
+                    merged = math.prod(shape_in[1:len(shape_in) - keep])
+                    taps = np.tile(taps, merged)
                     continue
                 raise _refuse(layer, node, f"a {node.op} before a convolution or pool")
             taps = np.full(plane(shape_in), uniform, np.int64)
