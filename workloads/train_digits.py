@@ -58,25 +58,11 @@ def load_digits_16() -> tuple[np.ndarray, np.ndarray]:
     return x.numpy().astype(np.float32), d.target.astype(np.int64)
 
 
-class SignMagnitude:
-    """Fake quantisation to b-bit sign-magnitude levels per output channel (straight-through)."""
+def sign_magnitude(bits: int):
+    """b-bit sign-magnitude fake quantisation per output channel (snnsim.export.training)."""
+    from snnsim.export.training import sign_magnitude as quant
 
-    def __init__(self, bits: int) -> None:
-        self.levels = 2 ** (bits - 1) - 1
-
-    def module(self):
-        import torch
-
-        levels = self.levels
-
-        class Quant(torch.nn.Module):
-            def forward(self, w):
-                alpha = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1).clamp_min(1e-8)
-                alpha = alpha.reshape((-1,) + (1,) * (w.dim() - 1))
-                q = torch.round(w / alpha * levels) * alpha / levels
-                return w + (q - w).detach()
-
-        return Quant()
+    return quant(bits)
 
 
 def build_model():
@@ -105,19 +91,11 @@ def build_model():
     return DigitsSNN()
 
 
-def reset(model) -> None:
-    for m in model.modules():
-        if hasattr(m, "reset_mem"):
-            m.reset_mem()
-
-
 def run(model, x, steps: int = TIME_STEPS):
-    """Direct encoding: the same frame every step; the read-out is the sum of the fc outputs."""
-    reset(model)
-    out = 0
-    for _ in range(steps):
-        out = out + model(x)
-    return out
+    """Direct encoding: the same input every step; the read-out is the sum of the fc outputs."""
+    from snnsim.export.training import run_direct
+
+    return run_direct(model, x, steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     xte, yte = torch.as_tensor(x[idx_test]), torch.as_tensor(y[idx_test])
 
     model = build_model()
-    quant = SignMagnitude(WEIGHT_BITS)
     for m in (model.conv0, model.conv1, model.fc):
-        parametrize.register_parametrization(m, "weight", quant.module())
+        parametrize.register_parametrization(m, "weight", sign_magnitude(WEIGHT_BITS))
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     loss_fn = torch.nn.CrossEntropyLoss()
