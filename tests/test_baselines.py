@@ -199,3 +199,23 @@ def test_recurrent_first_layer(tmp_path):
     with pytest.raises(UsageError) as e:
         bl.snn_energy(wb, synops="neurobench")
     assert e.value.key == "synops"
+
+
+def test_the_first_layer_in_a_pim_macro_replaces_its_digital_macs_by_the_macros_energy():
+    from snnsim.report import baselines
+    from snnsim.workload.trace import load_workload
+
+    wl = load_workload("workloads/hsi_ip_3d.npz")
+    r = baselines.first_layer_on_pim(wl, "wang22_8b", overrides={"allow_weight_reload": True})
+    p = r["pim"]
+    digital = baselines.snn_energy(wl, first_layer_per_step=p["recompute_per_step"])
+    # the same later layers; the first layer's digital MACs replaced by the macro's own energy
+    assert r["digital_pj"] == digital["energy_pj"]
+    assert r["pim_pj"] == pytest.approx(digital["later_layers_pj"] + p["energy_pj"], rel=1e-12)
+    assert p["energy_pj"] > 0 and p["time_ps"] > 0 and p["mvms_per_sample"] > 0
+    assert 0 < r["improvement"] < 1 and r["improvement"] == pytest.approx(1 - r["pim_pj"] / r["digital_pj"])
+    once = baselines.first_layer_on_pim(wl, "wang22_8b", overrides={"allow_weight_reload": True,
+                                                                    "recompute_per_step": False})
+    assert once["pim"]["energy_pj"] < p["energy_pj"]  # computed once, not at every one of the T steps
+    with pytest.raises(ConfigError, match="unknown PIM macro preset"):
+        baselines.first_layer_on_pim(wl, "wang2022")

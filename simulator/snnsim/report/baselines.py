@@ -498,3 +498,62 @@ def table(result: dict[str, Any]) -> str:
     if quant["rule"] == "solve_12_5":
         lines.append("assumption: solve_12_5 picks the bit-width exponent that reproduces the reported ratio")
     return "\n".join(lines)
+
+
+def pim_first_layer(wl: Workload, preset: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The first layer (every op reading the frame directly) computed in an SRAM PIM macro
+    (:mod:`snnsim.hw.pim`, the preset's parameters with ``overrides``) on the trace's own frames:
+    energy and time per sample, summed over the steps (the macro computes once or per step as its
+    ``recompute_per_step`` says), and the energy per first-layer MAC that gives, for
+    :func:`snn_energy`'s ``first_layer='given_pj'``."""
+    from ..hw import pim
+
+    params = {**pim.preset(preset), **(overrides or {})}
+    cfg = pim.macro_config(params, f"pim preset {preset}")
+    ops = [w for w in weighted_ops(wl) if w.first]
+    if not ops:
+        raise UsageError("the trace has no layer reading the frame", key="first_layer", expected="a conv or linear "
+                         "on the analog input", found="none", suggestion="the PIM macro computes the multi-bit layer")
+    energy = time = macs = 0.0
+    mvms = 0
+    for w in ops:
+        if any(d != 1 for d in w.dilation):
+            raise UsageError("the PIM macro model has no dilated convolution", key=f"layers.{w.layer}",
+                             expected="dilation 1", found=str(list(w.dilation)))
+        geometry = pim.layer_geometry(w.name, w.in_shape, w.out_shape[0], kernel=w.kernel or (), stride=w.stride or 1,
+                                      padding=w.padding or 0, groups=w.groups, weight_bits=_weight_bits(wl, w))
+        counts = pim.layer_counts(cfg, pim.map_layer(cfg, geometry), wl.input, wl.time_steps)
+        energy += float(counts["energy_pj"].sum()) / wl.samples
+        time += float(counts["time_ps"].sum()) / wl.samples
+        mvms += int(counts["mvms"].sum())
+        macs += float(w.macs("valid")) * (wl.time_steps if cfg.recompute_per_step else 1)
+    return {"preset": preset, "energy_pj": energy, "time_ps": time, "mvms_per_sample": mvms / wl.samples,
+            "macs": macs, "pj_per_mac": energy / macs if macs else 0.0,
+            "recompute_per_step": cfg.recompute_per_step, "source": params.get("source", f"tech/pim/macros.yaml {preset}")}
+
+
+def _weight_bits(wl: Workload, w: WeightedOp) -> int:
+    for la in wl.layers:
+        if la.name == w.layer:
+            if la.parts is not None:
+                for node, _shape in la.parts.weighted_in:
+                    if node.name == w.name:
+                        return int(node.params.get("weight_bits", 1) or 1)
+            return int(la.weight_bits)
+    return 1  # pragma: no cover - weighted_ops only gives the trace's layers
+
+
+def first_layer_on_pim(wl: Workload, preset: str, *, overrides: dict[str, Any] | None = None,
+                       base: str = "fp32", **snn_options: Any) -> dict[str, Any]:
+    """The SNN's energy with its first layer on digital hardware (``E_MAC`` of ``base``, per
+    step as the macro computes) against the same first layer in the PIM macro, the rest as
+    :func:`snn_energy` counts it: ``improvement`` = 1 - E_pim / E_digital (ACE-SNN reports 30 %
+    on average; delay and EDP need the whole chip's schedule and are not in this estimate)."""
+    p = pim_first_layer(wl, preset, overrides)
+    per_step = bool(p["recompute_per_step"])
+    digital = snn_energy(wl, base=base, first_layer_per_step=per_step, **snn_options)
+    on_pim = snn_energy(wl, base=base, first_layer="given_pj", first_layer_pj=p["pj_per_mac"],
+                        first_layer_per_step=per_step, **snn_options)
+    e_d, e_p = digital["energy_pj"], on_pim["energy_pj"]
+    return {"pim": p, "digital_pj": e_d, "pim_pj": e_p, "improvement": 1 - e_p / e_d if e_d else None,
+            "first_layer_share_digital": digital["first_layer_pj"] / e_d if e_d else None}
