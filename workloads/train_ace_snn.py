@@ -183,24 +183,13 @@ def train(family: str, ps, classes: int, epochs: int, lr: float, batch: int = 64
     model = build_model(family, ps.x_train.shape[2], ps.size, classes)
     quantise(model)
     xtr, ytr = torch.as_tensor(ps.x_train), torch.as_tensor(ps.y_train)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(SEED)
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(ytr), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), batch):
-            b = perm[i:i + batch]
-            opt.zero_grad()
-            loss = loss_fn(run(model, xtr[b]), ytr[b])
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        sched.step()
+    from snnsim.export.training import train_direct
+
+    def log(epoch: int, loss: float) -> None:
         if epoch % 5 == 4 or epoch == epochs - 1:
-            print(f"  [{family}] epoch {epoch + 1:3d}  loss {total / len(ytr):.4f}")
+            print(f"  [{family}] epoch {epoch + 1:3d}  loss {loss:.4f}")
+
+    train_direct(model, xtr, ytr, TIME_STEPS, epochs=epochs, lr=lr, batch=batch, seed=SEED, log=log)
     freeze_quantised(model)
     model.eval()
     return model

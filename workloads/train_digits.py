@@ -127,25 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model()
     for m in (model.conv0, model.conv1, model.fc):
         parametrize.register_parametrization(m, "weight", sign_magnitude(WEIGHT_BITS))
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(SEED)
-    batch = 64
-    for epoch in range(args.epochs):
-        model.train()
-        perm = torch.randperm(len(ytr), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), batch):
-            b = perm[i:i + batch]
-            opt.zero_grad()
-            loss = loss_fn(run(model, xtr[b]), ytr[b])
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        sched.step()
+    from snnsim.export.training import train_direct
+
+    def log(epoch: int, loss: float) -> None:
         if epoch % 10 == 9 or epoch == args.epochs - 1:
-            print(f"epoch {epoch + 1:3d}  loss {total / len(ytr):.4f}")
+            print(f"epoch {epoch + 1:3d}  loss {loss:.4f}")
+
+    train_direct(model, xtr, ytr, TIME_STEPS, epochs=args.epochs, lr=5e-3, batch=64, seed=SEED, log=log)
 
     for m in (model.conv0, model.conv1, model.fc):  # the 4-bit weights become the weights
         parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
