@@ -35,7 +35,7 @@ class Retimer:
         return chain.Plan(name=self.name, service_ps=np.full((wl.samples, n), 3000, np.int64),
                           consume=np.ones(n, np.int64), produce=np.ones(n, np.int64), fifo_after=2,
                           time_keys="retimer (a test unit)", details={"hold_ps": 3000}, records=records,
-                          inner=before.inner)  # the core reads the link's payloads through it
+                          delivery=before.delivery)  # it hands on the link's packets unchanged
 
 
 def test_a_new_component_joins_the_chain_without_touching_the_orchestration(monkeypatch):

@@ -302,6 +302,8 @@ def _apply_override(tree: dict[str, Any], key: str, value: Any, file: str) -> st
                 raise ConfigError("an override must name a value, not a section", file=OVERRIDE_SOURCE, key=key,
                                   expected=f"{key}.<key>=value", found=key,
                                   suggestion=f"one of: {', '.join(item.fields)}" if item.fields else None)
+            if item.type == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)  # --set mapping.pim=0: the text as written, for a text key
             node[part] = value
             return key
         if not isinstance(item, Section):

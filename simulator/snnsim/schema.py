@@ -350,3 +350,32 @@ def _bounds_text(f: Field) -> str:
     lo = "" if f.minimum is None else f"{'>' if f.exclusive_minimum else '>='} {format_bound(f.minimum, integer)}"
     hi = "" if f.maximum is None else f"<= {format_bound(f.maximum, integer)}"
     return " and ".join(x for x in (lo, hi) if x)
+
+
+def _pim_sections() -> None:
+    """The ``pim`` and ``mapping`` sections: the macro's keys are defined once, by the macro model
+    (:mod:`snnsim.hw.pim`), which itself uses this module's fields; so they join the schema last."""
+    from dataclasses import replace
+
+    from .hw.pim import _FIELDS as MACRO_FIELDS
+    from .hw.pim import preset_names
+
+    overrides = {k: replace(f, default=None, nullable=True, doc=f"{f.doc} (default: the preset's)")
+                 for k, f in MACRO_FIELDS.items() if k != "name"}
+    HWCONFIG.fields["pim"] = Section(
+        "An SRAM compute-in-memory macro running the layers mapping.pim gives it (docs/pim.md): a published "
+        "preset, and any of its parameters overridden.",
+        {"preset": Field("str", "wang22_8b", "the macro preset (snnsim/tech/pim/macros.yaml)",
+                         choices=tuple(preset_names())),
+         "output_buffer_rows": _pos_int(2, "output rows of spikes (T packets each) the buffer between the macro "
+                                        "and the core holds", maximum=MAX_FIFO_ENTRIES),
+         **overrides},
+        required=False)
+    HWCONFIG.fields["mapping"] = Section(
+        "Which unit runs which layers (the core runs every layer no other unit takes).",
+        {"pim": Field("str", "", "layers the PIM macro runs, by name or index, comma-separated: the first layer, "
+                      "reading the frame (empty: no PIM macro)")},
+        required=False)
+
+
+_pim_sections()

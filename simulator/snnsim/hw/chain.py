@@ -54,6 +54,9 @@ class Plan:
     frame_energy: Callable[[int], list[Record]] = field(default=lambda s: [])  # per-frame energy beside the run's
     frame_stamps: Callable[[int, StageTimes], list[Record]] = field(default=lambda s, times: [])
     inner: Any = None  # the component's own plan, for the components after it
+    # what it hands the next unit, packet by packet: (packet layout (a SensorPlan: rows, packets per
+    # row, each packet's step), payload bits (samples, packets)); None: nothing a core reads
+    delivery: tuple | None = None
 
     @property
     def transactions(self) -> int:
@@ -155,7 +158,8 @@ class Link:
                     produce=np.ones(n_pk, np.int64), fifo_after=hw["link"]["output_fifo_packets"],
                     time_keys="link.gbps_per_lane, link.line_blanking_ns, link.frame_blanking_ns", details=details,
                     energy_entries=("link.bit", "link.burst"), static_entry="link.static_power", records=records,
-                    frame_energy=frame_energy, frame_stamps=frame_stamps, inner=lp)
+                    frame_energy=frame_energy, frame_stamps=frame_stamps, inner=lp,
+                    delivery=(sp, lp.payload_bits))
 
 
 class Core:
@@ -167,8 +171,8 @@ class Core:
         from .core import core_plan
         from .core_records import core_records
 
-        sp, lp = upstream[0].inner, upstream[-1].inner  # the sensor's packets, the link's payloads
-        cp = core_plan(hw, wl, sp, lp.payload_bits, graph=graph)
+        layout, payload = upstream[-1].delivery  # the packets the unit before it hands it
+        cp = core_plan(hw, wl, layout, payload, graph=graph)
         if cp.tx_cycles.size and float(cp.tx_cycles.max()) * cp.period_ps >= 2.0**62:  # the product would wrap
             raise ConfigError("the run's time cannot be held in integer picoseconds", file=hw.source,
                               key="core.clock_mhz", expected="core passes shorter than 2^62 ps",
@@ -185,5 +189,9 @@ class Core:
 
 
 def build_chain(hw: Any) -> list[Component]:
-    """The components of the chip, in the order frames flow through them."""
-    return [Sensor(), Link(), Core()]
+    """The components of the chip, in the order frames flow through them: the sensor, the link,
+    a PIM macro when ``mapping.pim`` gives it a layer, the core."""
+    from .pim_unit import Pim
+
+    middle = [Pim()] if hw["mapping"]["pim"].strip() else []
+    return [Sensor(), Link(), *middle, Core()]

@@ -42,7 +42,14 @@ def fit_problems(hw, wl: Workload) -> list[SnnsimError]:
     check_graph_once(wl, wl.layers, wl.input_shape)  # shapes are filled in by the graph check
     out = sensor_problems(hw, wl)
     out += link_problems(hw, wl)
-    first = 1 if hw["sensor"]["kind"] == "p2m" else 0
+    pim = hw["mapping"]["pim"].strip()
+    first = 1 if hw["sensor"]["kind"] == "p2m" or pim else 0  # layer 0 in the pixels or the PIM macro
+    if pim:
+        from .pim_unit import pim_problems
+
+        out += pim_problems(hw, wl)
+    else:
+        out += _idle_pim_keys(hw)
     out += core_problems(hw, wl, first)
     return out
 
@@ -54,3 +61,17 @@ def require_fit(hw, wl: Workload) -> None:
         raise problems[0]
     if problems:
         raise FitError(problems)
+
+
+def _idle_pim_keys(hw) -> list[SnnsimError]:
+    """PIM keys set while no layer is mapped to the macro would have no effect: refused."""
+    from ..errors import ConfigError
+    from ..schema import HWCONFIG
+
+    fields = HWCONFIG.fields["pim"].fields
+    changed = [k for k, f in fields.items() if hw["pim"][k] != f.default]
+    if not changed:
+        return []
+    return [ConfigError("PIM macro settings have no effect: no layer is mapped to the macro", file=hw.source,
+                        key=f"pim.{changed[0]}", expected="mapping.pim naming the first layer, or no pim settings",
+                        found=", ".join(f"pim.{k}" for k in changed), suggestion="--set mapping.pim=0")]
