@@ -133,3 +133,12 @@ def test_v2_constructs_load_as_hardware_layers_and_what_no_chip_runs_is_named(tm
     with pytest.raises(WorkloadError) as e:
         load_workload(tmp_path / "h.npz")
     assert e.value.key == "nodes.conv2" and "weighted op reads a current" in e.value.message
+
+
+def test_spike_rates_count_each_recorded_spike_once():
+    gt = _v2_trace()
+    rates = gt.spike_rates()
+    assert set(rates) == {"lif1", "if2", "if3"}  # the SEW add is events, the readout a current
+    shape, per_step = rates["lif1"]
+    bits = np.unpackbits(gt.recorded["spikes/lif1"], axis=-1, count=64).sum(axis=(0, 2))
+    assert shape == (4, 4, 4) and np.array_equal(per_step, bits / (64 * gt.samples))

@@ -270,12 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                         dataset=f"synthetic HSI ({PRESET} sizes, scale {args.side}/145, seed {SEED}; "
                         f"test patches, first {n})", weight_bits=WEIGHT_BITS, provenance={"trained": trained})
         print(f"wrote {out}: {n} samples, T = {TIME_STEPS}, {out.stat().st_size:,} bytes")
-        for la in gt.layers():
-            if la.output.kind != "spikes":
-                continue
-            bits = np.unpackbits(gt.recorded[f"spikes/{la.name}"], axis=-1).sum()
-            print(f"  {la.name:6s} {'x'.join(map(str, la.output.out_shape)):10s} "
-                  f"rate {bits / (la.output.size * gt.samples * TIME_STEPS):.4f}")
+        for name, (shape, per_step) in gt.spike_rates().items():
+            print(f"  {name:6s} {'x'.join(map(str, shape)):10s} rate {float(per_step.mean()):.4f}")
     print(f"done in {time.time() - t0:.1f} s")
     return 0
 

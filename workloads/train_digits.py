@@ -160,14 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                     weight_bits=WEIGHT_BITS, provenance={"trained": trained})
     print(f"wrote {args.out}: {n} samples, T = {TIME_STEPS}, {Path(args.out).stat().st_size:,} bytes")
     print("spike rates (spikes / (neurons x steps)):")
-    for la in gt.layers():
-        if la.output.kind != "spikes":
-            continue
-        bits = np.unpackbits(gt.recorded[f"spikes/{la.name}"], axis=-1).sum(axis=(0, 2))  # padding bits are 0
-        per_step = bits / (la.output.size * gt.samples)
+    for name, (shape, per_step) in gt.spike_rates().items():
         steps = " / ".join(f"{r:.3f}" for r in per_step)
-        print(f"  {la.name:6s} {'x'.join(map(str, la.output.out_shape)):8s} {float(per_step.mean()):.4f}   "
-              f"steps {steps}")
+        print(f"  {name:6s} {'x'.join(map(str, shape)):8s} {float(per_step.mean()):.4f}   steps {steps}")
     print(f"done in {time.time() - t0:.1f} s")
     return 0
 

@@ -69,6 +69,15 @@ class GraphTrace:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.input.shape[1:])
 
+    def spike_rates(self) -> dict[str, tuple[tuple[int, ...], np.ndarray]]:
+        """Per recorded spiking node: (its shape, spikes per neuron at each step over the samples)."""
+        out = {}
+        for la in self.layers():
+            if la.output.kind == "spikes":
+                bits = np.unpackbits(self.recorded[f"spikes/{la.name}"], axis=-1).sum(axis=(0, 2))  # padding bits: 0
+                out[la.name] = (tuple(la.output.out_shape), bits / (la.output.size * self.samples))
+        return out
+
     def layers(self) -> list[HardwareLayer]:
         """The hardware layers (:func:`snnsim.workload.nodes.lower`) of the checked graph, with
         array parameters resolved to their arrays."""
