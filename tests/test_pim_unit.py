@@ -68,3 +68,30 @@ def test_what_the_macro_cannot_run_is_named(sets, key, text):
     hit = [p for p in problems if p.key.startswith(key) and text in p.message]
     assert hit, [(p.key, p.message) for p in problems]
     assert all(isinstance(p, (MappingError, ConfigError)) for p in hit)
+
+
+def _ace_problems(sets: list[str]) -> list[SnnsimError]:
+    return fit_problems(load_hardware("hwconfigs/ace_snn_pim.yaml", sets), load_workload("workloads/hsi_ip_3d.npz"))
+
+
+@pytest.mark.parametrize("sets, key, text", [
+    (["pim.weight_bits=4", "pim.cols_per_adc=4"], "pim.weight_bits", "wider"),  # 6-bit weights, 4-bit slots
+    (["pim.rows=8", "pim.n_arrays=2"], "pim.n_arrays", "does not fit"),  # 63 unrolled rows need 8 row tiles
+    (["pim.cols=24"], "pim", "does not fit"),  # a 6-bit weight slot is 6 columns: 4 weights per array of 24
+    (["pim.weight_bits=4"], "pim.cols_per_adc", "weight slot"),  # combine: one ADC per slot
+    (["mapping.pim=lif2"], "mapping.pim", "the first layer"),  # a layer reading spikes
+    (["mapping.pim=conv1"], "mapping.pim", "does not have"),
+])
+def test_what_the_macro_cannot_run_of_a_3d_layer_is_named(sets, key, text):
+    try:
+        problems = _ace_problems(sets)
+    except SnnsimError as e:  # refused as the hwconfig loads
+        problems = [e]
+    hit = [p for p in problems if p.key.startswith(key) and text in p.message]
+    assert hit, [(p.key, p.message) for p in problems]
+
+
+def test_an_unknown_unit_in_the_mapping_is_refused_with_the_nearest_key():
+    with pytest.raises(ConfigError, match="unknown key") as e:
+        load_hardware("hwconfigs/ace_snn_pim.yaml", ["mapping.loihi=0"])
+    assert e.value.key == "mapping.loihi" and "mapping.pim" in (e.value.suggestion or "")

@@ -489,7 +489,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else:
             hw = load_hardware(f, args.overrides)
             hws.append(hw)
-            _emit(f"{f}: valid hwconfig '{hw.name}' (sensor {hw['sensor']['kind']}, "
+            entry = "frames from DRAM" if hw["mapping"]["input"] == "dram" else f"sensor {hw['sensor']['kind']}"
+            _emit(f"{f}: valid hwconfig '{hw.name}' ({entry}, "
                   f"technology {hw.energy.name})")
     if not (hws and wls):
         return 0

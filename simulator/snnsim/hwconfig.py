@@ -396,6 +396,26 @@ def _sibling_hint(p: Path, suffix: str) -> str | None:
     return did_you_mean(p.name, names)
 
 
+def _check_input_sections(raw: dict[str, Any], config: dict[str, Any], source: str) -> None:
+    """Frames enter the chip through a sensor and its link, or from DRAM (``mapping.input``): the
+    sections of that entry are required and the other's would have no effect, so are refused."""
+    entry = config["mapping"]["input"]
+    needed, unused = (("sensor", "link"), ("frames",)) if entry == "sensor" else (("frames",), ("sensor", "link"))
+    for key in needed:
+        if key not in raw and entry == "sensor":
+            item = HWCONFIG.fields[key]
+            raise ConfigError("missing required section", file=source, key=key,
+                              expected=f"a '{key}:' section ({item.doc})", found="nothing",
+                              suggestion=f"add '{key}:' (its keys all have defaults; see `snnsim schema`), "
+                              "or read stored frames: mapping.input: dram")
+    for key in unused:
+        if key in raw:
+            raise ConfigError(f"a '{key}:' section has no effect when frames enter the chip from the {entry}",
+                              file=source, key=key, expected=f"no '{key}:' section with mapping.input {entry}",
+                              found=f"'{key}:'", suggestion="remove the section, or set mapping.input to "
+                              f"{'dram' if entry == 'sensor' else 'sensor'}")
+
+
 def load_hardware(path: str | Path | dict, overrides: list[str] | list[tuple[str, Any]] | None = None) -> Hardware:
     """Load, override, validate and resolve a hwconfig.
 
@@ -420,6 +440,7 @@ def load_hardware(path: str | Path | dict, overrides: list[str] | list[tuple[str
     pairs = parse_overrides(overrides) if overrides and isinstance(overrides[0], str) else list(overrides or [])
     overridden = {_apply_override(raw, key, value, source) for key, value in pairs}
     config = _validate(raw, HWCONFIG, source, "", overridden)
+    _check_input_sections(raw, config, source)
     prefix = "technology.overrides."
     from_set = {k[len(prefix):] for k in overridden if k.startswith(prefix)}
     try:

@@ -112,6 +112,7 @@ SENSOR = Section(
             required=False,
         ),
     },
+    required=False,  # required when mapping.input is sensor (hwconfig.py)
 )
 
 LINK = Section(
@@ -133,6 +134,22 @@ LINK = Section(
         "t_clk_overhead_ns": _duration_ns(520.0, "extra per burst with a non-continuous clock: T_LPX + clock prepare/zero + post + trail + exit"),
         "output_fifo_packets": _pos_int(4, "packets the processor's input buffer holds", maximum=MAX_FIFO_ENTRIES),
     },
+    required=False,  # required when mapping.input is sensor (hwconfig.py)
+)
+
+FRAMES = Section(
+    "Stored frames read from DRAM line by line (used when mapping.input = dram; docs/components.md).",
+    {
+        "bits_per_value": _pos_int(8, "bits of each stored input value (the frame quantised to unsigned integers)",
+                                   maximum=32),
+        "line_overhead_ns": _duration_ns(0.0, "per line read: row activation and request latency, on top of the "
+                                         "line's bits at dram.bandwidth_gbytes_per_s"),
+        "frame_period_us": Field("float", 0.0, "time between frame starts; 0 = free-running, next frame as soon as "
+                                 "the reader can", minimum=0.0, maximum=MAX_FRAME_PERIOD_US),
+        "input_buffer_lines": _pos_int(2, "lines of the frame the next unit's input buffer holds",
+                                       maximum=MAX_FIFO_ENTRIES),
+    },
+    required=False,
 )
 
 CORE = Section(
@@ -147,6 +164,7 @@ CORE = Section(
         "input_bits": _pos_int(8, "bits of each analog input value as the encoding layer reads it (pixels quantised to unsigned integers)", maximum=16),
         "encoding_mode": Field("str", "bit_serial", "encoding-layer MACs: bit_serial (shift-add, input_bits cycles per vector op) or multiplier (one cycle)",
                                choices=("bit_serial", "multiplier")),
+        "encoding_per_step": Field("bool", False, "a direct-encoded first layer on the core recomputes its MACs at every time step (the same frame each step) instead of computing them once and reusing the currents"),
         "dataflow": Field("str", "scatter", "scatter: each spike's vector ops read-modify-write membranes in the membrane SRAM; gather: partial sums stay in PE registers and reach the membrane SRAM once per neuron and step, in the fire pass",
                           choices=("scatter", "gather")),
         "loop_order": Field("str", "time_inner", "time_inner: layers outer, time steps inside each layer; time_outer: every layer once per step",
@@ -190,6 +208,7 @@ HWCONFIG = Section(
         "description": Field("str", "", "free text"),
         "sensor": SENSOR,
         "link": LINK,
+        "frames": FRAMES,
         "core": CORE,
         "dram": DRAM,
         "technology": TECHNOLOGY,
@@ -373,7 +392,10 @@ def _pim_sections() -> None:
         required=False)
     HWCONFIG.fields["mapping"] = Section(
         "Which unit runs which layers (the core runs every layer no other unit takes).",
-        {"pim": Field("str", "", "layers the PIM macro runs, by name or index, comma-separated: the first layer, "
+        {"input": Field("str", "sensor", "where frames enter the chip: sensor (the image sensor, then the CSI-2 "
+                        "link) or dram (stored frames read from DRAM: the frames section)",
+                        choices=("sensor", "dram")),
+         "pim": Field("str", "", "layers the PIM macro runs, by name or index, comma-separated: the first layer, "
                       "reading the frame (empty: no PIM macro)")},
         required=False)
 

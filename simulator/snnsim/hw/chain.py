@@ -10,8 +10,9 @@ pipeline from the plans and asks each for its records; it knows no component by 
 processing unit is a new component here plus its reference model, not an edit of the
 orchestration.
 
-The chain today is a sensor (a conventional readout or a P2M pixel array), the MIPI CSI-2 link
-and the SNN core (:func:`build_chain`).
+The chain today is a sensor (a conventional readout or a P2M pixel array) and the MIPI CSI-2
+link, or stored frames read from DRAM (:mod:`.frames`); then an optional PIM macro
+(:mod:`.pim_unit`) and the SNN core (:func:`build_chain`).
 """
 
 from __future__ import annotations
@@ -188,10 +189,25 @@ class Core:
                     records=lambda times: core_records(hw, cp.layer_names, cp.counters), inner=cp)
 
 
+def in_pixels(hw: Any) -> bool:
+    """Whether a P2M sensor computes the first layer (frames enter through a sensor that is P2M)."""
+    return hw["mapping"]["input"] == "sensor" and hw["sensor"]["kind"] == "p2m"
+
+
+def input_bits_limit(hw: Any) -> tuple[int, str]:
+    """The bits of each raw input value the chip's entry delivers, and the key that sets them."""
+    if hw["mapping"]["input"] == "dram":
+        return hw["frames"]["bits_per_value"], "frames.bits_per_value"
+    return hw["link"]["raw_bits"], "link.raw_bits"
+
+
 def build_chain(hw: Any) -> list[Component]:
-    """The components of the chip, in the order frames flow through them: the sensor, the link,
-    a PIM macro when ``mapping.pim`` gives it a layer, the core."""
+    """The components of the chip, in the order frames flow through them: where frames enter
+    (``mapping.input``: the sensor and the link, or the frame reader from DRAM), a PIM macro when
+    ``mapping.pim`` gives it a layer, the core."""
+    from .frames import Frames
     from .pim_unit import Pim
 
+    head: list[Component] = [Frames()] if hw["mapping"]["input"] == "dram" else [Sensor(), Link()]
     middle = [Pim()] if hw["mapping"]["pim"].strip() else []
-    return [Sensor(), Link(), *middle, Core()]
+    return [*head, *middle, Core()]

@@ -39,8 +39,10 @@ from ..errors import ConfigError, MappingError, SnnsimError
 from ..units import period_ps as period_ps_exact
 from ..workload.graph import Layer, graph_key
 from ..workload.trace import Workload
+from .chain import in_pixels, input_bits_limit
+from .frames import frame_lines
 from .memory import dram_cycles, memory_plan, tilings
-from .sensor import SensorPlan, quad_side
+from .sensor import SensorPlan
 from .spikes import form_work, window_taps
 from .synapses import dense_macs as syn_dense_macs
 from .synapses import neuron_work, pass_work, synapse_fanout
@@ -111,7 +113,8 @@ def core_problems(hw, wl: Workload, first: int) -> list[SnnsimError]:
     buffers too small to tile a layer into."""
     cfg = hw["core"]
     out: list[SnnsimError] = []
-    p2m = hw["sensor"]["kind"] == "p2m"
+    p2m = in_pixels(hw)
+    raw_bits, raw_key = input_bits_limit(hw)
     for layer in wl.layers[first:]:
         key = f"layers.{layer.name}"
         if "input" in layer.inputs:
@@ -121,23 +124,28 @@ def core_problems(hw, wl: Workload, first: int) -> list[SnnsimError]:
                                         expected="spiking inputs (the core never sees the raw frame)",
                                         found=f"{layer.inputs}",
                                         suggestion="use a conventional sensor: --set sensor.kind=conventional"))
-            elif (layer.op != "conv2d" if layer.parts is None else not encoding_supported(layer)):
-                out.append(MappingError("the core runs a direct-encoded first layer as a conv2d, a linear of the "
-                                        "flattened frame, or a neuron on the frame (a rate code)", file=wl.source,
-                                        key=f"{key}.op", expected="conv2d, flatten -> linear, or a neuron",
+            elif (layer.op not in ("conv2d", "conv3d") if layer.parts is None else not encoding_supported(layer)):
+                out.append(MappingError("the core runs a direct-encoded first layer as a conv2d or conv3d, a linear "
+                                        "of the flattened frame, or a neuron on the frame (a rate code)",
+                                        file=wl.source, key=f"{key}.op",
+                                        expected="conv2d, conv3d, flatten -> linear, or a neuron",
                                         found=layer.op if layer.parts is None else _describe(layer)))
-            elif cfg["input_bits"] > hw["link"]["raw_bits"]:
-                out.append(ConfigError("the encoding layer reads more bits per input than the link carries",
+            elif cfg["input_bits"] > raw_bits:
+                out.append(ConfigError("the encoding layer reads more bits per input than the chip's input carries",
                                        file=hw.source, key="core.input_bits",
-                                       expected=f"<= link.raw_bits ({hw['link']['raw_bits']})",
-                                       found=str(cfg["input_bits"]),
-                                       suggestion=f"--set core.input_bits={hw['link']['raw_bits']}"))
+                                       expected=f"<= {raw_key} ({raw_bits})", found=str(cfg["input_bits"]),
+                                       suggestion=f"--set core.input_bits={raw_bits}"))
         elif (layer.op in ("conv2d", "conv3d", "linear") or layer.parts is not None and layer.parts.weighted) \
                 and layer.weight_bits > cfg["weight_bits"]:
             out.append(MappingError("the core stores weights of fewer bits than this layer needs", file=wl.source,
                                     key=f"{key}.weight_bits", expected=f"<= {cfg['weight_bits']} "
                                     f"({hw.source}: core.weight_bits)", found=str(layer.weight_bits),
                                     suggestion=f"--set core.weight_bits={layer.weight_bits}"))
+    if cfg["encoding_per_step"] and not any("input" in la.inputs for la in wl.layers[first:]):
+        out.append(ConfigError("core.encoding_per_step has no effect: no layer on the core reads the frame",
+                               file=hw.source, key="core.encoding_per_step", expected="false",
+                               found="true", suggestion="--set core.encoding_per_step=false (a PIM macro's "
+                               "choice is pim.recompute_per_step)"))
     return out + tilings(hw, wl.layers[first:])[4]
 
 
@@ -247,11 +255,23 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
         if ev.any():
             np.add.at(cnt["macs"].transpose(1, 0, 2), np.array([ed[0] for ed in edges], np.int64)[ev],
                       per_edge[ev, 1])
+    # input lines per row of the frame: a Bayer quad's photodiode rows, one line of a stored frame
+    q = max(1, sensor.rows // frame_lines(tuple(wl.input_shape))[0])
+    repeated = ("vector_ops", "macs", "shift_adds", "weight_read_bits", "input_buffer_read_bits", "membrane_write_bits")
     for li, layer in encoding:
+        before = {k: cnt[k][:, li, 0].copy() for k in repeated}
         if layer.parts is None:
-            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
+            _encoding_layer(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li], q)
         else:
-            encoding_parts(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li])
+            encoding_parts(hw, wl, layer, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, mp.tile_channels[li], q)
+        if cfg["encoding_per_step"]:
+            # the same frame at every step, its MACs done again in the layer's pass of each later
+            # step (step 0's are done as the lines arrive) and their currents stored again
+            for k in repeated:
+                cnt[k][:, li, 1:] += (cnt[k][:, li, 0] - before[k])[:, None]
+            if layer.parts is not None and layer.parts.frame_synapse.weighted is None:
+                # a rate code's copies are not bit-serial MACs: kept out of the serial stretch
+                recurrent_ops[:, li, 1:] += (cnt["vector_ops"][:, li, 0] - before["vector_ops"])[:, None]
     cnt["vector_ops"] += dense_pass[0][None]
     cnt["membrane_read_bits"] += dense_pass[1][None]
     cnt["membrane_write_bits"] += dense_pass[2][None]
@@ -311,7 +331,8 @@ def core_plan(hw, wl: Workload, sensor: SensorPlan, link_payload_bits: np.ndarra
                              "period_ps": period_ps, "loop_order": cfg["loop_order"], "fusion": cfg["fusion"],
                              "fused_pairs": [list(p) for p in mp.fused_pairs], "fusion_refused": mp.fusion_refused,
                              "spike_maps_in_dram": mp.map_in_dram, "weights_resident": mp.weights_resident,
-                             "encoding_mode": cfg["encoding_mode"], "input_bits": cfg["input_bits"]})
+                             "encoding_mode": cfg["encoding_mode"], "input_bits": cfg["input_bits"],
+                             "encoding_per_step": cfg["encoding_per_step"]})
 
 
 class Edge(NamedTuple):
@@ -418,21 +439,25 @@ def dense_macs(layer: Layer) -> int:
 
 
 def _encoding_layer(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray,
-                    fed_ops: np.ndarray, v: int, mem_bits: int, serial: int, tile: int, held: int | None = None) -> None:
-    """A direct-encoded first layer on the core: multi-bit MACs over the in-bounds part of each
-    window (padding is not multiplied), an output row computed as soon as the photodiode line
-    holding its last input row has arrived."""
-    c_in, h, w = layer.in_shape
-    c_o, h_o, w_o = layer.out_shape
-    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
-    _c_in_g, c_o_g = c_in // layer.groups, c_o // layer.groups
-    rows_valid = axis_taps_out(h, kh, sh, ph, h_o)  # in-bounds kernel rows per output row
-    cols_valid = int(axis_taps_out(w, kw, sw, pw, w_o).sum())  # in-bounds kernel columns over a row
-    q = quad_side(hw["sensor"]["photodiodes_per_pixel"], hw.source)
+                    fed_ops: np.ndarray, v: int, mem_bits: int, serial: int, tile: int, q: int,
+                    held: int | None = None) -> None:
+    """A direct-encoded first layer on the core (conv2d, or conv3d over a cube's bands): multi-bit
+    MACs over the in-bounds part of each window (padding is not multiplied), an output row (one
+    index of the row axis, the second-to-last spatial one) computed as soon as the input line
+    holding its last input row has arrived; ``q`` input lines make one row (the photodiode rows
+    of a Bayer quad; 1 for stored frames)."""
+    c_in, *sp_in = layer.in_shape
+    c_o, *sp_out = layer.out_shape
+    kernel, stride, padding = tuple(layer.kernel), tuple(layer.stride), tuple(layer.padding)
+    c_o_g = c_o // layer.groups
+    r = len(sp_in) - 2  # the row axis
+    valid = [axis_taps_out(sp_in[a], kernel[a], stride[a], padding[a], sp_out[a]) for a in range(len(sp_in))]
+    within = math.prod(int(valid[a].sum()) for a in range(len(sp_in)) if a != r)  # in-bounds taps along a row
+    h, kh, sh, ph = sp_in[r], kernel[r], stride[r], padding[r]
     in_bits = hw["core"]["input_bits"]  # each raw sample enters the input buffer as input_bits MSBs
     chunks = vector_ops_per_tap(c_o_g, v, tile)
-    for y in range(h_o):
-        taps = int(rows_valid[y]) * cols_valid  # (window element, output position) pairs in bounds
+    for y in range(sp_out[r]):
+        taps = int(valid[r][y]) * within  # (window element, output position) pairs in bounds
         if taps == 0:
             continue
         last_row = min(h - 1, y * sh - ph + kh - 1)
@@ -469,8 +494,8 @@ def encoding_supported(layer: Layer) -> bool:
     w = sy.weighted
     if w is None:
         return not sy.chain and sy.into_membrane
-    if w.op == "conv2d":
-        return len(sy.chain) == 1 and w.params.get("dilation", 1) in (1, [1, 1])
+    if w.op in ("conv2d", "conv3d"):
+        return len(sy.chain) == 1 and w.params.get("dilation", 1) in (1, [1, 1], [1, 1, 1])
     return w.op == "linear" and all(n.op in ("flatten", "reshape") for n in sy.chain[:-1])
 
 
@@ -480,7 +505,7 @@ def _describe(layer: Layer) -> str:
 
 
 def encoding_parts(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: np.ndarray, fed_ops: np.ndarray,
-                   v: int, mem_bits: int, serial: int, tile: int) -> None:
+                   v: int, mem_bits: int, serial: int, tile: int, q: int) -> None:
     """A format v2 layer on the analog frame (:func:`encoding_supported`): a conv2d as v1's
     encoding layer; a linear of the whole frame, computed when its last line has arrived; a
     rate code, the frame's values copied once into the currents a neuron adds every step."""
@@ -488,11 +513,11 @@ def encoding_parts(hw, wl: Workload, layer: Layer, li: int, cnt: dict, pkt_ops: 
     sy = parts.frame_synapse
     w = sy.weighted
     held = parts.output.size
-    if w is not None and w.op == "conv2d":
+    if w is not None and w.op in ("conv2d", "conv3d"):
         (_w, w_in), = parts.weighted_in
-        conv = Layer(layer.name, "conv2d", ["input"], w.out_shape, in_shape=w_in, kernel=layer.kernel,
+        conv = Layer(layer.name, w.op, ["input"], w.out_shape, in_shape=w_in, kernel=layer.kernel,
                      stride=layer.stride, padding=layer.padding, groups=layer.groups, weight_bits=layer.weight_bits)
-        _encoding_layer(hw, wl, conv, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, tile, held=held)
+        _encoding_layer(hw, wl, conv, li, cnt, pkt_ops, fed_ops, v, mem_bits, serial, tile, q, held=held)
         return
     n_in = math.prod(wl.input_shape)
     in_bits = hw["core"]["input_bits"]

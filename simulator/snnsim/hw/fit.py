@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..errors import MappingError, SnnsimError
 from ..workload.graph import check_graph_once
 from ..workload.trace import Workload
+from .chain import in_pixels
 from .core import core_problems
 from .link import link_problems
 from .sensor import sensor_problems
@@ -40,10 +41,15 @@ class FitError(MappingError):
 def fit_problems(hw, wl: Workload) -> list[SnnsimError]:
     """Every mismatch between the workload and the chip, in the order the frame meets them."""
     check_graph_once(wl, wl.layers, wl.input_shape)  # shapes are filled in by the graph check
-    out = sensor_problems(hw, wl)
-    out += link_problems(hw, wl)
+    if hw["mapping"]["input"] == "dram":
+        from .frames import frames_problems
+
+        out = frames_problems(hw, wl)
+    else:
+        out = sensor_problems(hw, wl)
+        out += link_problems(hw, wl)
     pim = hw["mapping"]["pim"].strip()
-    first = 1 if hw["sensor"]["kind"] == "p2m" or pim else 0  # layer 0 in the pixels or the PIM macro
+    first = 1 if in_pixels(hw) or pim else 0  # layer 0 in the pixels or the PIM macro
     if pim:
         from .pim_unit import pim_problems
 

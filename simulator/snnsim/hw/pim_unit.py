@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import ConfigError, MappingError, did_you_mean
 from ..report.report import RecordBlock
-from .chain import Plan, StageTimes
+from .chain import Plan, StageTimes, in_pixels
+from .core import plane_geometry
 from .sensor import SensorPlan
 
 
@@ -59,13 +60,19 @@ def macro_of(hw: Any) -> Any:
 
     params = pim.preset(hw["pim"]["preset"])
     params.update({k: v for k, v in hw["pim"].items() if v is not None and k not in ("preset", "output_buffer_rows")})
-    return pim.macro_config(params, f"{hw.source}: pim")
+    from ..errors import ConfigError
+
+    try:
+        return pim.macro_config(params, hw.source)
+    except ConfigError as e:  # the macro's keys are the hwconfig's pim.<key>
+        raise ConfigError(e.message, file=hw.source, key=f"pim.{e.key}" if e.key else "pim", expected=e.expected,
+                          found=e.found, suggestion=e.suggestion) from None
 
 
 def _geometry(hw: Any, wl: Any, layer: Any) -> Any:
     from . import pim
 
-    if hw["sensor"]["kind"] == "p2m":
+    if in_pixels(hw):
         raise MappingError("a P2M sensor computes the first layer in its pixels; the PIM macro cannot also run it",
                            file=hw.source, key="mapping.pim", expected="a conventional sensor with a PIM first layer",
                            found="sensor.kind p2m", suggestion="--set sensor.kind=conventional, or --set mapping.pim=")
@@ -78,9 +85,9 @@ def _geometry(hw: Any, wl: Any, layer: Any) -> Any:
     else:
         ok = layer.inputs == ["input"] and layer.op in ("conv2d", "conv3d", "linear") and layer.neuron is not None
         op = layer.op
-    if not ok or op not in ("conv2d", "linear"):
-        raise MappingError("the PIM macro runs a conv2d or linear layer on the frame, then a spiking neuron",
-                           file=wl.source, key=f"layers.{layer.name}", expected="input -> conv2d/linear "
+    if not ok or op not in ("conv2d", "conv3d", "linear"):
+        raise MappingError("the PIM macro runs a conv2d, conv3d or linear layer on the frame, then a spiking neuron",
+                           file=wl.source, key=f"layers.{layer.name}", expected="input -> conv2d/conv3d/linear "
                            "[-> bias/affine] -> neuron", found=op,
                            suggestion="map the layer to the core: --set mapping.pim=")
     kernel = () if op == "linear" else tuple(layer.kernel)
@@ -104,7 +111,7 @@ class Pim:
         t_n, s_n = wl.time_steps, wl.samples
         counts = pim.layer_counts(cfg, mapping, wl.input, t_n)  # (samples, steps) each
         c_o, *sp = layer.out_shape
-        rows, width = (sp[-2], sp[-1]) if len(sp) >= 2 else (1, sp[0] if sp else c_o)
+        _plane, width, rows = plane_geometry(tuple(layer.out_shape))  # the core's rows: (depth, row) of a 3D map
         n_in = upstream[-1].transactions  # the link's packets of one frame
         total = counts["time_ps"].sum(axis=1).astype(np.int64)  # (samples,)
         row_ps = np.repeat((total // rows)[:, None], rows, axis=1)
@@ -115,7 +122,7 @@ class Pim:
         layout = SensorPlan(kind="pim", rows=rows, row_time_ps=0, packets_per_row=t_n,
                             packet_step=np.tile(np.arange(t_n, dtype=np.int64), rows),
                             packet_row=np.repeat(np.arange(rows, dtype=np.int64), t_n), layer=name)
-        payload = np.full((s_n, rows * t_n), width * (c_o if len(sp) >= 2 else 1), np.int64)
+        payload = np.full((s_n, rows * t_n), width * (c_o if sp else 1), np.int64)
         counters = [k for k in pim.COUNTERS if k in counts and k != "time_ps"]
         energies = [k for k in counts if k.startswith("e_") and k.endswith("_pj")]
         biggest = max(int(counts[k].max(initial=0)) for k in counters)

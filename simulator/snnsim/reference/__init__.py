@@ -6,7 +6,7 @@ spikes, kernel taps, channels, neurons and bytes. Both are meant for small input
 
 from __future__ import annotations
 
-from .components import simulate_reference
 from .pipeline import run_pipeline_reference
+from .system import simulate_reference
 
 __all__ = ["run_pipeline_reference", "simulate_reference"]

@@ -21,15 +21,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..engine.pipeline import StageSpec
-from ..hw.chain import Plan
-from ..hw.core_records import core_records
 from ..hw.sensor import ps
-from ..report.report import Record, Report
-from ..simulation import run_meta, system_records
+from ..report.report import Report
 from ..workload.trace import Workload
 from . import parts as ref_parts
-from .pipeline import run_pipeline_reference
 
 CORE_COUNTERS = (
     "cycles", "compute_cycles", "dram_stall_cycles", "vector_ops", "synaptic_ops", "macs", "shift_adds",
@@ -701,7 +696,7 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
     cfg = hw["core"]
     v, mem_bits, depth = cfg["vector_width"], cfg["membrane_bits"], cfg["pipeline_depth"]
     period = round(Fraction(1_000_000) / _exact(cfg["clock_mhz"]))
-    layers = wl.layers[1:] if sensor.kind == "p2m" else list(wl.layers)
+    layers = wl.layers[1:] if sensor.layer else list(wl.layers)  # a layer computed before the core is not its
     s_n, t_n, l_n = wl.samples, wl.time_steps, len(layers)
     time_inner = cfg["loop_order"] == "time_inner"
     scatter = cfg["dataflow"] == "scatter"
@@ -716,7 +711,8 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
     def add(name: str, s: int, li: int, t: int, n: int) -> None:
         cnt[name][s][li][t] += n
 
-    q = _quad_side(hw["sensor"]["photodiodes_per_pixel"])
+    # input lines per row of the frame: a Bayer quad's photodiode rows; one line of a stored frame
+    q = _quad_side(hw["sensor"]["photodiodes_per_pixel"]) if sensor.kind == "conventional" else 1
     for li, layer in enumerate(layers):
         if layer.parts is not None:
             _reference_parts_layer(hw, wl, layer, li, sensor, link, packet_index, packet_ops, pass_ops, add, q)
@@ -726,9 +722,11 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
             for t in range(t_n):
                 add("dense_macs", s, li, t, dense)
         if "input" in layer.inputs:
-            if sensor.kind != "conventional":
-                raise ValueError("an encoding layer on the core needs the raw frame of a conventional sensor")
-            _reference_encoding(hw, wl, layer, li, q, mapping.weight_tiles[li], packet_index, packet_ops, add)
+            if sensor.kind not in ("conventional", "dram"):
+                raise ValueError("an encoding layer on the core needs the raw frame")
+            def run(add_, pk_, layer=layer, li=li) -> None:
+                _reference_encoding(hw, wl, layer, li, q, mapping.weight_tiles[li], packet_index, pk_, add_)
+            _encoding_steps(hw, wl, li, packet_ops, pass_ops, add, run)
         elif layer.op == "flatten":
             pass  # flatten renames its input's neurons: nothing is read or computed
         else:
@@ -819,7 +817,7 @@ def reference_core(hw, wl: Workload, sensor: SensorReference, link: LinkReferenc
                                   "fused_pairs": [[layers[a].name, layers[b].name] for a, b in mapping.fused],
                                   "fusion_refused": mapping.refused, "spike_maps_in_dram": sorted(in_dram),
                                   "weights_resident": mapping.resident, "encoding_mode": cfg["encoding_mode"],
-                                  "input_bits": cfg["input_bits"]})
+                                  "input_bits": cfg["input_bits"], "encoding_per_step": cfg["encoding_per_step"]})
 
 
 def _reference_memory(hw, layers: list, mapping: CoreMapping, passes: list[tuple[int, int]], s_n: int, t_n: int,
@@ -906,9 +904,10 @@ def _reference_parts_layer(hw, wl: Workload, layer, li: int, sensor, link, packe
         for t in range(t_n):
             add("dense_macs", s, li, t, dense)
     if layer.parts.encoding:
-        if sensor.kind != "conventional":
-            raise ValueError("an encoding layer on the core needs the raw frame of a conventional sensor")
-        ref_parts.encoding(hw, wl, layer, li, q, packet_index, packet_ops, add, _reference_encoding)
+        if sensor.kind not in ("conventional", "dram"):
+            raise ValueError("an encoding layer on the core needs the raw frame")
+        _encoding_steps(hw, wl, li, packet_ops, pass_ops, add, lambda add_, pk_: ref_parts.encoding(
+            hw, wl, layer, li, q, packet_index, pk_, add_, _reference_encoding))
     fed_sources = {sy.source for sy in layer.parts.synapses} & ({sensor.layer} if li == 0 and sensor.layer else set())
 
     sp_src = _spatial(wl.layer(sensor.layer).out_shape)[1] if fed_sources else ()
@@ -935,48 +934,89 @@ def _reference_parts_layer(hw, wl: Workload, layer, li: int, sensor, link, packe
                         add("output_spikes", s, li, t, 1)
 
 
+_REPEATED = ("vector_ops", "macs", "shift_adds", "weight_read_bits", "input_buffer_read_bits", "membrane_write_bits")
+
+
+class _IntoPass:
+    """Stands for the packet transactions' work when a later step repeats the encoding: whatever
+    would be added to a packet goes to the layer's pass of step ``t`` instead."""
+
+    def __init__(self, pass_ops, li: int, t: int) -> None:
+        self.pass_ops, self.li, self.t = pass_ops, li, t
+
+    def __getitem__(self, s: int) -> _IntoPass._Row:
+        return _IntoPass._Row(self, s)
+
+    class _Row:
+        def __init__(self, owner: _IntoPass, s: int) -> None:
+            self.owner, self.s = owner, s
+
+        def __getitem__(self, _packet: int) -> int:
+            return 0
+
+        def __setitem__(self, _packet: int, ops: int) -> None:
+            self.owner.pass_ops[self.s][self.owner.li][self.owner.t] += ops
+
+
+def _encoding_steps(hw, wl: Workload, li: int, packet_ops, pass_ops, add, run) -> None:
+    """The encoding layer's work as the frame's lines arrive (step 0); with
+    ``core.encoding_per_step`` the same work again in the pass of every later step: the MACs,
+    reads and stored currents of step 0, not the per-step adds of the currents (counted once per
+    step already)."""
+    run(add, packet_ops)
+    if not hw["core"]["encoding_per_step"]:
+        return
+    for t in range(1, wl.time_steps):
+        def add_t(name: str, s: int, li_: int, step: int, n: int, t: int = t) -> None:
+            if name in _REPEATED and step == 0:
+                add(name, s, li_, t, n)
+        run(add_t, _IntoPass(pass_ops, li, t))
+
+
 def _reference_encoding(hw, wl: Workload, layer, li: int, q: int, weight_tiles: list[list[int]], packet_index: dict,
                         packet_ops: list[list[int]], add, held: int | None = None) -> None:
-    """A direct-encoded conv2d on the analog frame: multi-bit MACs over the in-bounds window,
-    each output row computed when the photodiode line completing its last input row arrives.
-    A vector op updates output channels of one weight tile; bit-serial, it takes input_bits
-    cycles and every MAC is input_bits shift-adds."""
-    if layer.op != "conv2d":
-        raise ValueError("the core runs a direct-encoded first layer only as conv2d")
+    """A direct-encoded conv2d (or a conv3d over a cube's bands) on the analog frame: multi-bit
+    MACs over the in-bounds window, each output row (an index of the second-to-last spatial axis)
+    computed when the input line completing its last input row arrives (``q`` lines per row: a
+    Bayer quad's photodiode rows, 1 for stored frames). A vector op updates output channels of
+    one weight tile; bit-serial, it takes input_bits cycles and every MAC is input_bits shift-adds."""
+    if layer.op not in ("conv2d", "conv3d"):
+        raise ValueError("the core runs a direct-encoded first layer only as conv2d or conv3d")
     cfg = hw["core"]
     v, mem_bits = cfg["vector_width"], cfg["membrane_bits"]
     bit_serial = cfg["encoding_mode"] == "bit_serial"
     cycles_per_op = cfg["input_bits"] if bit_serial else 1
     in_bits = cfg["input_bits"]  # a raw sample is kept as its input_bits most significant bits
-    c_in, h, w = layer.in_shape
-    c_o, h_o, w_o = layer.out_shape
+    c_in, *sp_in = layer.in_shape
+    c_o, *sp_out = layer.out_shape
+    r_axis = len(sp_in) - 2  # the row axis
     in_per_group, out_per_group = c_in // layer.groups, c_o // layer.groups
-    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+    kernel, stride, padding = tuple(layer.kernel), tuple(layer.stride), tuple(layer.padding)
     for s in range(wl.samples):
-        for oy in range(h_o):
+        for oy in range(sp_out[r_axis]):
             last_row = -1
             row_ops = 0
-            for ox in range(w_o):
-                for dy in range(kh):
-                    for dx in range(kw):
-                        iy, ix = oy * sh - ph + dy, ox * sw - pw + dx
-                        if not (0 <= iy < h and 0 <= ix < w):
-                            continue  # padding: nothing to read or multiply
-                        last_row = max(last_row, iy)
-                        for ci in range(c_in):
-                            add("input_buffer_read_bits", s, li, 0, in_bits)
-                            g = ci // in_per_group
-                            group = range(g * out_per_group, (g + 1) * out_per_group)
-                            for tile in weight_tiles:
-                                row_ops += _chunks(len([co for co in group if co in tile]), v)
-                            for _co in group:
-                                add("macs", s, li, 0, 1)
-                                add("weight_read_bits", s, li, 0, layer.weight_bits)
-                                if bit_serial:
-                                    for _bit in range(cfg["input_bits"]):
-                                        add("shift_adds", s, li, 0, 1)
+            others = [range(n) if a != r_axis else range(oy, oy + 1) for a, n in enumerate(sp_out)]
+            for opos in itertools.product(*others):
+                for off in itertools.product(*(range(k) for k in kernel)):
+                    ipos = [o * st - p + d for o, st, p, d in zip(opos, stride, padding, off, strict=True)]
+                    if not all(0 <= i < n for i, n in zip(ipos, sp_in, strict=True)):
+                        continue  # padding: nothing to read or multiply
+                    last_row = max(last_row, ipos[r_axis])
+                    for ci in range(c_in):
+                        add("input_buffer_read_bits", s, li, 0, in_bits)
+                        g = ci // in_per_group
+                        group = range(g * out_per_group, (g + 1) * out_per_group)
+                        for tile in weight_tiles:
+                            row_ops += _chunks(len([co for co in group if co in tile]), v)
+                        for _co in group:
+                            add("macs", s, li, 0, 1)
+                            add("weight_read_bits", s, li, 0, layer.weight_bits)
+                            if bit_serial:
+                                for _bit in range(cfg["input_bits"]):
+                                    add("shift_adds", s, li, 0, 1)
             add("vector_ops", s, li, 0, row_ops)
-            # the packet carrying the last photodiode line of that RGB row releases the work
+            # the packet carrying the last input line of that row releases the work
             gate = (last_row + 1) * q - 1 if last_row >= 0 else 0
             packet_ops[s][packet_index[(0, gate)]] += row_ops * cycles_per_op
         for _n in range(layer.out_size):
@@ -1006,123 +1046,9 @@ def _reference_fire(layer, li: int, s_n: int, t_n: int, v: int, mem_bits: int, a
                     add("membrane_write_bits", s, li, t, mem_bits)
 
 
-# ---------------------------------------------------------------------------------------------
-# the whole simulation
-# ---------------------------------------------------------------------------------------------
-
 def simulate_reference(hw, wl: Workload) -> Report:
-    """The records and summary of :func:`snnsim.simulation.simulate`, from the reference models."""
-    sen = reference_sensor(hw, wl)
-    lnk = reference_link(hw, wl, sen)
-    core = reference_core(hw, wl, sen, lnk)
-    s_n, t_n = wl.samples, wl.time_steps
-    n_pk = len(sen.packets)
-    frame_ps = round(_exact(hw["sensor"]["frame_period_us"]) * 10**6)
+    """The records and summary of :func:`snnsim.simulation.simulate`, from the reference models
+    (composed in :mod:`.system`)."""
+    from .system import simulate_reference as run
 
-    def stages_for(frames: list[int], period_ps: int) -> list[StageSpec]:
-        release, produce = [], []
-        for k in range(len(frames)):
-            for r in range(sen.rows):
-                release.append(k * period_ps if r == 0 else 0)
-                produce.append(sen.packets_per_row)
-        link_service = [p.service_ps for s in frames for p in lnk.packets[s]]
-        core_service = [c * core.period_ps for s in frames for c in core.tx_cycles[s]]
-        return [
-            StageSpec.make("sensor", [sen.row_time_ps] * (len(frames) * sen.rows), produce=produce,
-                           release_ps=release),
-            StageSpec.make("link", link_service, consume=[1] * (len(frames) * n_pk), produce=[1] * (len(frames) * n_pk)),
-            StageSpec.make("core", core_service, consume=core.tx_consume * len(frames)),
-        ]
-
-    # a line of the sensor's buffer holds every packet of one row
-    caps = [hw["sensor"]["line_buffer_lines"] * sen.packets_per_row, hw["link"]["output_fifo_packets"]]
-    pr = run_pipeline_reference(stages_for(list(range(s_n)), frame_ps), caps)
-
-    n_tx = len(core.tx_consume)
-
-    def done_of(result, n: int) -> list[int]:
-        if n_tx:
-            return [int(result.done_ps[2][(k + 1) * n_tx - 1]) for k in range(n)]
-        return [int(result.done_ps[1][(k + 1) * n_pk - 1]) for k in range(n)]
-
-    frame_start = [int(pr.start_ps[0][s * sen.rows]) for s in range(s_n)]
-    sensor_done = [int(pr.done_ps[0][(s + 1) * sen.rows - 1]) for s in range(s_n)]
-    link_done = [int(pr.done_ps[1][(s + 1) * n_pk - 1]) for s in range(s_n)]
-    frame_done = done_of(pr, s_n)
-    # the free-running interval: all frames back to back (one frame twice), mean completion interval
-    free = frame_done if frame_ps == 0 and s_n > 1 else None
-    if free is None:
-        order = [0, 0] if s_n == 1 else list(range(s_n))
-        free = done_of(run_pipeline_reference(stages_for(order, 0), caps), len(order))
-    interval = (free[-1] - free[0]) / (len(free) - 1)
-
-    table = hw.energy
-    records: list[Record] = []
-    add = records.append
-    sensor_layer = wl.layers[0].name  # the sensor and link records belong to the first layer
-    if sen.kind == "p2m":
-        energy_uses = {"pixel": ("pixel_frames", "p2m.pixel_read"), "adc": ("adc_conversions", "p2m.adc_conversion")}
-    else:
-        energy_uses = {"pixel": ("pixel_reads", "sensor.pixel_read"), "adc": ("adc_conversions", "sensor.adc_conversion")}
-    for s in range(s_n):
-        for action, n in sen.actions.items():
-            add(Record(s, sensor_layer, None, "sensor", action, float(n), "count"))
-        for action, (count, entry) in energy_uses.items():
-            add(Record(s, sensor_layer, None, "sensor", f"energy.{action}",
-                       sen.actions[count] * table.pj(entry), "pJ"))
-        add(Record(s, sensor_layer, None, "sensor", "readout_ps", float(sensor_done[s] - frame_start[s]), "ps"))
-    for s in range(s_n):
-        for t in range(t_n if sen.kind == "p2m" else 1):
-            step = t if sen.kind == "p2m" else None
-            mine = [p for p in lnk.packets[s] if p.step == t]
-            add(Record(s, sensor_layer, step, "link", "payload_bits", float(sum(p.payload_bits for p in mine)), "bit"))
-            add(Record(s, sensor_layer, step, "link", "wire_bits", float(8 * sum(p.wire_bytes for p in mine)), "bit"))
-            add(Record(s, sensor_layer, step, "link", "packets", float(len(mine)), "count"))
-        add(Record(s, sensor_layer, None, "link", "bursts", float(sum(p.bursts for p in lnk.packets[s])), "count"))
-        add(Record(s, sensor_layer, None, "link", "hs_burst_ps", float(sum(p.burst_ps for p in lnk.packets[s])), "ps"))
-    records += core_records(hw, core.layer_names, core.counters)
-    spiking = [(layer, wl.spikes(layer.name)) for layer in wl.layers if layer.spiking]
-    for s in range(s_n):
-        for layer, spikes in spiking:
-            for t in range(t_n):
-                n = 0
-                for fired in spikes[s, t].reshape(-1):
-                    n += 1 if fired else 0
-                add(Record(s, layer.name, t, "activity", "spikes", float(n), "count"))
-                add(Record(s, layer.name, t, "activity", "neurons", float(layer.out_size), "count"))
-
-    makespan = int(pr.makespan_ps)
-    keeps_up = None if frame_ps == 0 else interval <= frame_ps
-    timing = {"makespan_ps": makespan, "trigger_period_ps": frame_ps, "bottleneck_interval_ps": interval,
-              "frame_interval_ps": float(max(frame_ps, interval)), "keeps_up_with_trigger": keeps_up}
-    # the report's system records and metadata are written by the same functions as the fast
-    # model's, from the reference's own numbers, described as the chain's plans describe them
-    wire = [8 * sum(p.wire_bytes for p in lnk.packets[s]) for s in range(s_n)]
-    bursts = [sum(p.bursts for p in lnk.packets[s]) for s in range(s_n)]
-
-    def link_energy(s: int) -> list[Record]:
-        return [Record(s, sensor_layer, None, "link", "energy.bit", float(wire[s]) * table.pj("link.bit"), "pJ"),
-                Record(s, sensor_layer, None, "link", "energy.burst", float(bursts[s]) * table.pj("link.burst"), "pJ")]
-
-    def link_stamps(s: int, _times) -> list[Record]:
-        return [Record(s, "-", None, "system", "link_done_ps", float(link_done[s]), "ps")]
-
-    none = np.zeros((s_n, 0), np.int64)
-    sensor_entries = [e for _c, e in energy_uses.values()]
-    plans = [
-        Plan("sensor", none, none[0], none[0], None, "", {"kind": sen.kind, **sen.details},
-             layers=(sen.layer,) if sen.layer else (), released_by="sensor.frame_period_us",
-             energy_entries=tuple(sensor_entries), static_entry="sensor.static_power"),
-        Plan("link", none, none[0], none[0], None, "",
-             {"encoding": lnk.encoding, "bits_per_event": lnk.bits_per_event, "ui_ps": lnk.ui_ps,
-              "conventional_payload_bits_per_frame": lnk.conventional_payload_bits,
-              "conventional_wire_bits_per_frame": lnk.conventional_wire_bits},
-             energy_entries=("link.bit", "link.burst"), static_entry="link.static_power", frame_energy=link_energy,
-             frame_stamps=link_stamps),
-        Plan("core", none, none[0], none[0], None, "", core.details, layers=tuple(core.layer_names),
-             energy_entries=("core.ac", "core.mac", "core.compare", "core.sram_read_bit", "core.sram_write_bit",
-                             "core.line_buffer_bit", "dram.bit"), static_entry="core.static_power"),
-    ]
-    records += system_records(hw, plans, {}, frame_start, frame_done, pr, timing)
-    meta = run_meta(hw, wl, plans, timing, pr.names, caps)
-    return Report.build(meta, records)
+    return run(hw, wl)

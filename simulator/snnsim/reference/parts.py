@@ -254,7 +254,7 @@ def _size_of(wl, layer, name: str) -> int:
 
 
 def encoding(hw, wl, layer, li: int, q: int, packet_index: dict, packet_ops, add, reference_encoding) -> None:
-    """A v2 layer on the analog frame: a conv2d as v1's encoding layer (``reference_encoding``),
+    """A v2 layer on the analog frame: a conv2d or conv3d as v1's encoding layer (``reference_encoding``),
     a linear of the whole frame, or a rate code, released by the frame's last line."""
     from ..workload.graph import Layer
 
@@ -264,9 +264,9 @@ def encoding(hw, wl, layer, li: int, q: int, packet_index: dict, packet_ops, add
     held = parts.output.size
     cfg = hw["core"]
     v, mem_bits, in_bits = cfg["vector_width"], cfg["membrane_bits"], cfg["input_bits"]
-    if w is not None and w.op == "conv2d":
+    if w is not None and w.op in ("conv2d", "conv3d"):
         (_w, w_in), = parts.weighted_in
-        conv = Layer(layer.name, "conv2d", ["input"], w.out_shape, in_shape=w_in, kernel=layer.kernel,
+        conv = Layer(layer.name, w.op, ["input"], w.out_shape, in_shape=w_in, kernel=layer.kernel,
                      stride=layer.stride, padding=layer.padding, groups=layer.groups, weight_bits=layer.weight_bits)
         reference_encoding(hw, wl, conv, li, q, [list(range(w.out_shape[0]))], packet_index, packet_ops, add,
                            held=held)

@@ -195,7 +195,9 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             stage[component][metric] = value
         elif component == "system":
             per_sample[(component, metric)][sample] += value
-    components = _COMPONENTS + tuple(sorted({c for c, _a in energy_action} - set(_COMPONENTS)))
+    # the sensor and link are shown when frames enter through them; the core and DRAM always
+    base = tuple(c for c in _COMPONENTS if c in meta or c in ("core", "dram"))
+    components = base + tuple(sorted({c for c, _a in energy_action} - set(base)))
     energy_component = {c: sum(v for (cc, _a), v in energy_action.items() if cc == c) / samples for c in components}
     energy_frame = sum(energy_component.values())
     latency = per_sample[("system", "latency_ps")]
@@ -206,10 +208,12 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     interval = eng["frame_interval_ps"]
     fps = 1e12 / interval if interval else None
     static = sum(v for (_c, a), v in energy_action.items() if a == "static") / samples
-    payload = tot[("link", "payload_bits")] / samples
-    wire = tot[("link", "wire_bits")] / samples
-    conv_payload = meta["link"]["conventional_payload_bits_per_frame"]
-    conv_wire = meta["link"]["conventional_wire_bits_per_frame"]
+    # what carries frames into the chip: the CSI-2 link, or the frame reader from DRAM
+    entry = next((c for c in ("link", "frames") if c in meta), "link")
+    payload = tot[(entry, "payload_bits")] / samples
+    wire = tot[(entry, "wire_bits")] / samples
+    conv_payload = meta[entry]["conventional_payload_bits_per_frame"]
+    conv_wire = meta[entry]["conventional_wire_bits_per_frame"]
 
     nb = meta.get("neurobench_ops") or {}
     nb_layers = nb.get("layers", {})
@@ -255,7 +259,7 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             "reduction_wire": conv_wire / wire if wire else None,
             "payload_mbps": payload * fps / 1e6 if fps else None,
             "wire_mbps": wire * fps / 1e6 if fps else None,
-            "link_busy_fraction": stage["link"].get("busy_ps", 0.0) / makespan if makespan else 0.0,
+            "link_busy_fraction": stage[entry].get("busy_ps", 0.0) / makespan if makespan else 0.0,
         },
         "energy": {
             "total_pj_per_frame": energy_frame,

@@ -273,6 +273,14 @@ def _shape(shape: Any) -> str:
     return "x".join(str(d) for d in shape) if isinstance(shape, (list, tuple)) else str(shape)
 
 
+def _entry_lines(m: dict) -> list[tuple[str, str]]:
+    """Where frames enter the chip: the sensor and the link's encoding, or stored frames in DRAM."""
+    if "frames" in m:
+        return [("input", f"stored frames from DRAM, {m['frames'].get('bits_per_value', '?')} bits per value")]
+    return [("sensor", str(m.get("sensor", {}).get("kind", "?"))),
+            ("link encoding", str(m.get("link", {}).get("encoding", "?")))]
+
+
 def format_table(report: Report) -> str:
     """A readable plain-text report of the summary, per-frame figures with engineering units."""
     m, s = report.meta, report.summary
@@ -285,23 +293,23 @@ def format_table(report: Report) -> str:
     out += [title, "=" * len(title)]
     out += _kv([
         ("hardware", f"{hw.get('name', '?')} ({hw.get('source', '?')})"),
-        ("sensor", str(m.get("sensor", {}).get("kind", "?"))),
-        ("link encoding", str(m.get("link", {}).get("encoding", "?"))),
+        *_entry_lines(m),
         ("workload", f"{wl.get('model', '?')} ({wl.get('source', '?')})"),
         ("dataset", str(wl.get("dataset", "?"))),
         ("frames", _count(s["frames"])),
         ("time steps", _count(s["time_steps"])),
     ])
 
+    dram = "frames" in m
     out += _section("Bandwidth (per frame)")
     out += _table(
         ["", "payload", "on the wire"],
         [["this design", f"{_count(bw['payload_bits_per_frame'])} bit", f"{_count(bw['wire_bits_per_frame'])} bit"],
-         ["conventional readout", f"{_count(bw['conventional_payload_bits_per_frame'])} bit",
+         ["raw frame" if dram else "conventional readout", f"{_count(bw['conventional_payload_bits_per_frame'])} bit",
           f"{_count(bw['conventional_wire_bits_per_frame'])} bit"],
          ["reduction", _factor(bw["reduction_payload"]), _factor(bw["reduction_wire"])],
          ["rate at achieved fps", f"{bw['payload_mbps']:.4g} Mbps", f"{bw['wire_mbps']:.4g} Mbps"]])
-    out += _kv([("link busy", _pct(bw["link_busy_fraction"], 1.0))])
+    out += _kv([("DRAM frame reads busy" if dram else "link busy", _pct(bw["link_busy_fraction"], 1.0))])
 
     total = en["total_pj_per_frame"]
     table_name = m.get("energy_table", {}).get("name", "?")
@@ -325,7 +333,7 @@ def format_table(report: Report) -> str:
         ("frame interval", fmt_quantity(de["frame_interval_ps"], "ps")),
         ("throughput", f"{de['throughput_fps']:,.1f} fps"),
         ("makespan", fmt_quantity(de["makespan_ps"], "ps")),
-        ("sensor readout mean", fmt_quantity(de.get("sensor_readout_ps_mean"), "ps")),
+        *([] if dram else [("sensor readout mean", fmt_quantity(de.get("sensor_readout_ps_mean"), "ps"))]),
     ])
     makespan = de["makespan_ps"]
     stages = de.get("stages", {})
@@ -444,6 +452,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def _compare_metrics(reports: Sequence[Report]) -> list[tuple[str, str, Any]]:
+    """The comparison's metrics: one energy row per component any of the chips has (the sensor
+    and link rows of chips reading stored frames are left out unless another chip has them)."""
+    present = {c for r in reports for c in r.summary["energy"]["by_component_pj_per_frame"]}
+    extra = [(f"energy_{c}_pj_per_frame", "pJ", _component_energy(c)) for c in sorted(present - set(_COMPONENTS))]
+    out = []
+    for m in _COMPARE_METRICS:
+        comp = m[0][len("energy_"):-len("_pj_per_frame")] if m[0].endswith("_pj_per_frame") else None
+        if comp in _COMPONENTS and comp not in present:
+            continue
+        out.append(m)
+        if comp == _COMPONENTS[-1]:
+            out += extra
+    return out
+
+
 def compare_rows(reports: Sequence[Report], labels: Sequence[str]) -> list[dict[str, Any]]:
     """Headline per-frame metrics side by side.
 
@@ -453,7 +477,7 @@ def compare_rows(reports: Sequence[Report], labels: Sequence[str]) -> list[dict[
     """
     labels = _labels(reports, labels)
     rows = []
-    for name, unit, get in _COMPARE_METRICS:
+    for name, unit, get in _compare_metrics(reports):
         vals = []
         for r in reports:
             try:
@@ -483,6 +507,10 @@ def _fmt_metric(v: float | None, unit: str) -> str:
     return fmt_quantity(v, unit)
 
 
+def _entry_text(m: dict) -> str:
+    return "frames from DRAM" if "frames" in m else f"{m.get('sensor', {}).get('kind', '?')} sensor"
+
+
 def format_compare(reports: Sequence[Report], labels: Sequence[str]) -> str:
     """Side-by-side table of the headline metrics, with ratios to the first report."""
     labels = _labels(reports, labels)
@@ -493,7 +521,7 @@ def format_compare(reports: Sequence[Report], labels: Sequence[str]) -> str:
              *("n/a" if row[k] is None else f"{row[k]:.3g}x" for k in ratio_keys)] for row in rows]
     out = ["snnsim comparison", "=" * len("snnsim comparison")]
     out += _kv([(lb, f"hardware {r.meta.get('hardware', {}).get('name', '?')} "
-                     f"({r.meta.get('sensor', {}).get('kind', '?')} sensor), "
+                     f"({_entry_text(r.meta)}), "
                      f"workload {r.meta.get('workload', {}).get('model', '?')}")
                 for lb, r in zip(labels, reports, strict=True)])
     out.append("")
@@ -525,7 +553,7 @@ def compare_json(reports: Sequence[Report], labels: Sequence[str]) -> str:
         "reports": [{"label": lb,
                      "hardware": r.meta.get("hardware", {}).get("name"),
                      "hardware_source": r.meta.get("hardware", {}).get("source"),
-                     "sensor": r.meta.get("sensor", {}).get("kind"),
+                     "sensor": "dram" if "frames" in r.meta else r.meta.get("sensor", {}).get("kind"),
                      "workload": r.meta.get("workload", {}).get("model"),
                      "workload_source": r.meta.get("workload", {}).get("source")}
                     for lb, r in zip(labels, reports, strict=True)],
