@@ -8,7 +8,9 @@ from snnsim.report.ops import neurobench_ops
 from snnsim.workload.trace import load_workload
 
 
-def test_v2_counts_equal_neurobench_on_the_exported_model(tmp_path):
+def _neurobench():
+    """torch, snntorch and NeuroBench's SynapticOperations and TorchModel (the test is skipped
+    without them)."""
     torch = pytest.importorskip("torch")
     snn = pytest.importorskip("snntorch")
     try:
@@ -16,6 +18,36 @@ def test_v2_counts_equal_neurobench_on_the_exported_model(tmp_path):
         from neurobench.models import TorchModel
     except Exception as e:  # an installed NeuroBench that cannot import here
         pytest.skip(f"neurobench does not import: {e}")
+    return torch, snn, SynapticOperations, TorchModel
+
+
+def _neurobench_counts(net, x, steps: int) -> dict:
+    """NeuroBench's synaptic operations of ``net`` stepped through ``steps`` steps of ``x``."""
+    torch, _snn, SynapticOperations, TorchModel = _neurobench()
+
+    class Steps(torch.nn.Module):
+        """NeuroBench calls the model once on (batch, T, ...): step the net through time."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, xt):
+            for m in self.net.modules():
+                if hasattr(m, "reset_mem"):
+                    m.reset_mem()
+            return torch.stack([self.net(xt[:, t]) for t in range(xt.shape[1])], 1)
+
+    model = TorchModel(Steps(net))
+    model.register_hooks()
+    xt = x[:, None].repeat(1, steps, *([1] * (x.dim() - 1)))
+    with torch.no_grad():
+        preds = model(xt)
+    return SynapticOperations()(model, preds, (xt, torch.zeros(x.shape[0])))
+
+
+def test_v2_counts_equal_neurobench_on_the_exported_model(tmp_path):
+    torch, snn, _ops, _model = _neurobench()
     from snnsim.export import from_torch
 
     torch.manual_seed(1)
@@ -55,25 +87,7 @@ def test_v2_counts_equal_neurobench_on_the_exported_model(tmp_path):
     gt = from_torch(net, x.numpy(), steps, path=tmp_path / "t.npz")
     assert gt is not None
 
-    class Steps(torch.nn.Module):
-        """NeuroBench calls the model once on (batch, T, ...): step the net through time."""
-
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, xt):
-            for m in self.net.modules():
-                if hasattr(m, "reset_mem"):
-                    m.reset_mem()
-            return torch.stack([self.net(xt[:, t]) for t in range(xt.shape[1])], 1)
-
-    model = TorchModel(Steps(net))
-    model.register_hooks()
-    xt = x[:, None].repeat(1, steps, 1, 1, 1)
-    with torch.no_grad():
-        preds = model(xt)
-    nb = SynapticOperations()(model, preds, (xt, torch.zeros(4)))
+    nb = _neurobench_counts(net, x, steps)
     ours = neurobench_ops(load_workload(tmp_path / "t.npz"))["neurobench"]
     assert nb["Effective_MACs"] > 0 and nb["Effective_ACs"] > 0
     assert ours == {k: float(v) for k, v in nb.items()}
@@ -83,13 +97,7 @@ def test_v2_conv3d_counts_equal_neurobench(tmp_path):
     """A hybrid 3D/2D SNN on a hyperspectral cube (ACE-SNN's shape): a direct-encoded conv3d on
     the analog cube (MACs), a spiking conv3d (ACs), the depth merged into channels, a conv2d and a
     linear read-out: our counts equal NeuroBench's."""
-    torch = pytest.importorskip("torch")
-    snn = pytest.importorskip("snntorch")
-    try:
-        from neurobench.metrics.workload import SynapticOperations
-        from neurobench.models import TorchModel
-    except Exception as e:  # an installed NeuroBench that cannot import here
-        pytest.skip(f"neurobench does not import: {e}")
+    torch, snn, _ops, _model = _neurobench()
     from snnsim.export import from_torch
 
     torch.manual_seed(2)
@@ -118,23 +126,7 @@ def test_v2_conv3d_counts_equal_neurobench(tmp_path):
     gt = from_torch(net, x.numpy(), steps, path=tmp_path / "t.npz")
     assert gt is not None and gt.nodes[0].op == "conv3d"
 
-    class Steps(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, xt):
-            for m in self.net.modules():
-                if hasattr(m, "reset_mem"):
-                    m.reset_mem()
-            return torch.stack([self.net(xt[:, t]) for t in range(xt.shape[1])], 1)
-
-    model = TorchModel(Steps(net))
-    model.register_hooks()
-    xt = x[:, None].repeat(1, steps, 1, 1, 1, 1)
-    with torch.no_grad():
-        preds = model(xt)
-    nb = SynapticOperations()(model, preds, (xt, torch.zeros(3)))
+    nb = _neurobench_counts(net, x, steps)
     ours = neurobench_ops(load_workload(tmp_path / "t.npz"))["neurobench"]
     assert nb["Effective_MACs"] > 0 and nb["Effective_ACs"] > 0
     # the same whole counts over the batch; the per-sample means may differ in the last bit
