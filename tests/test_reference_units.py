@@ -72,7 +72,7 @@ def _macro(draw, rows_out: int) -> dict:
         "adc_bits": 4, "cols_per_adc": weight_bits if share == "combine" else draw(st.integers(1, 4)),
         "adc_share": share, "row_groups": draw(st.integers(1, 2)), "n_arrays": draw(st.integers(1, 4)),
         # a multiple of the output rows, so that each row's share of the macro time is whole ns
-        "t_sense_ns": float(rows_out * draw(st.integers(1, 3))),
+        "t_sense_ns": float(rows_out * draw(st.integers(1, 3))), "t_write_row_ns": float(rows_out),
         "recompute_per_step": draw(st.booleans()), "skip_zero_inputs": draw(st.booleans()),
         "allow_weight_reload": True,
     }
@@ -98,8 +98,12 @@ def unit_systems(draw):
                            "vector_width": draw(st.integers(1, 8)), "pipeline_depth": draw(st.integers(0, 4)),
                            **extra}}
     config["core"]["weight_bits"] = 4
+    if draw(st.integers(0, 3)):  # mostly buffers that hold every layer (v2 layers are not tiled)
+        config["core"].update(weight_sram_kib=64.0, membrane_sram_kib=64.0)
     config["mapping"] = {"input": entry, "pim": "0" if pim else ""}
     if entry == "dram":
+        # whole ps per bit (125 or 250), so that the tick model's tick stays large
+        config["dram"]["bandwidth_gbytes_per_s"] = draw(st.sampled_from([0.5, 1.0]))
         config["frames"] = {"bits_per_value": draw(st.integers(4, 8)),
                             "line_overhead_ns": float(draw(st.integers(0, 20))),
                             "frame_period_us": draw(st.sampled_from([0.0, 0.0, 0.05, 0.5])),
@@ -127,7 +131,7 @@ def _simulate_or_refuse(hw, wl) -> None:
     _simulate_both(hw, wl)
 
 
-@settings(**{**BASE, "max_examples": 120})
+@settings(**{**BASE, "max_examples": 150})
 @given(unit_systems())
 def test_units_match_reference(system):
     _simulate_or_refuse(*system)
