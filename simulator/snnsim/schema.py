@@ -400,4 +400,13 @@ def _pim_sections() -> None:
         required=False)
 
 
-_pim_sections()
+def _complete() -> None:
+    import sys
+
+    pim = sys.modules.get("snnsim.hw.pim")
+    if pim is None or hasattr(pim, "_FIELDS"):
+        _pim_sections()
+    # else the macro model is importing this module: it completes the schema once its fields exist
+
+
+_complete()

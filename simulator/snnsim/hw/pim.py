@@ -35,6 +35,8 @@ a buffer once and read back at every later step.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
@@ -210,7 +212,9 @@ def macro_config(d: dict[str, Any], source: str) -> MacroConfig:
 # presets
 # ---------------------------------------------------------------------------------------------
 
-def _preset_file() -> dict[str, Any]:
+@functools.lru_cache(maxsize=1)
+def _parsed_presets() -> dict[str, Any]:
+    """The shipped preset file, parsed once per process (pure-Python YAML: ~30 ms a parse)."""
     text = (resources.files("snnsim") / "tech" / "pim" / "macros.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or not isinstance(data.get("macros"), dict):
@@ -221,16 +225,16 @@ def _preset_file() -> dict[str, Any]:
 
 def preset_names() -> list[str]:
     """Names of the shipped macro presets."""
-    return sorted(_preset_file())
+    return sorted(_parsed_presets())
 
 
 def _preset_entry(name: str) -> dict[str, Any]:
-    macros = _preset_file()
+    macros = _parsed_presets()
     if name not in macros:
         raise ConfigError("unknown PIM macro preset", file="snnsim/tech/pim/macros.yaml", key=str(name),
                           expected="one of " + ", ".join(sorted(macros)), found=str(name),
                           suggestion=did_you_mean(str(name), macros))
-    entry = macros[name]
+    entry = copy.deepcopy(macros[name])  # the caller may change what it gets
     where = f"snnsim/tech/pim/macros.yaml: macros.{name}"
     if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict):
         raise ConfigError("malformed PIM preset", file=where, expected="a mapping with 'params:'",
@@ -450,8 +454,13 @@ def layer_counts(cfg: MacroConfig, mapping: Mapping, inputs: Any, time_steps: in
                             found=describe_value(time_steps))
     g = mapping.geometry
     codes = quantise_inputs(cfg, g, inputs)
-    unrolled = _unrolled(codes, g)  # (S, P, G, rows)
     samples = codes.shape[0]
+    # every MVM's input vector is only looked at to skip all-zero vectors or count input pulses
+    looked_at = cfg.skip_zero_inputs or cfg.input_mode != "dac"
+    if looked_at:
+        unrolled = _unrolled(codes.astype(np.int32), g)  # (S, P, G, rows); codes < 2^16
+    else:
+        unrolled = np.zeros((samples, mapping.positions, g.groups, 0), np.int32)  # every MVM runs
     bit_serial = cfg.input_mode == "bit_serial"
     row_reads = cfg.input_bits if bit_serial else 1
     reads = cfg.reads_per_mvm
@@ -466,13 +475,13 @@ def layer_counts(cfg: MacroConfig, mapping: Mapping, inputs: Any, time_steps: in
     active_row_tiles = np.zeros((samples, mapping.positions, g.groups), dtype=np.int64)
     for rt, (start, n) in enumerate(zip(starts, mapping.row_tile_rows, strict=True)):
         block = unrolled[..., start:start + n]  # (S, P, G, n)
-        active = np.any(block != 0, axis=-1) if cfg.skip_zero_inputs else np.ones(block.shape[:3], dtype=bool)
+        active = np.any(block != 0, axis=-1) if cfg.skip_zero_inputs else np.ones(unrolled.shape[:3], dtype=bool)
         per_pos[:, :, rt] = active.sum(axis=1)
         active_row_tiles += active
         if cfg.input_mode == "pulse_count":
-            pulses += block.sum(axis=(1, 2, 3)) * n_ct
+            pulses += block.sum(axis=(1, 2, 3), dtype=np.int64) * n_ct
         elif bit_serial:
-            pulses += _popcount(block).sum(axis=(1, 2, 3)) * n_ct
+            pulses += _popcount(block).sum(axis=(1, 2, 3), dtype=np.int64) * n_ct
     rows_arr = np.array(mapping.row_tile_rows, dtype=np.int64)
     mvm_rt = per_pos.sum(axis=1)  # (S, row tiles): active MVMs per row tile, summed over groups
     mvms = mvm_rt.sum(axis=1) * n_ct
@@ -580,3 +589,15 @@ __all__ = ["ADC_SHARES", "COUNTERS", "INPUT_MODES", "LayerGeometry", "MacroConfi
            "published_figures", "quantise_inputs"]
 # keep the dataclass and the key table in step
 assert [f.name for f in fields(MacroConfig)][:-1] == list(_FIELDS), "MacroConfig fields and _FIELDS differ"
+
+
+def _complete_schema() -> None:
+    """Add the hwconfig's pim and mapping sections if this module was imported before the schema
+    (the schema adds them itself otherwise: their keys are this module's fields)."""
+    from .. import schema
+
+    if "pim" not in schema.HWCONFIG.fields:
+        schema._pim_sections()
+
+
+_complete_schema()
