@@ -131,6 +131,7 @@ def part_events(copies_2d: list[int], copies_3d: list[int], repeats: int) -> Non
         synops[i] = rep.summary["operations"]["synaptic_ops_per_frame"]
     times: dict[tuple[int, int], list[float]] = {key: [] for key in work}
     marks: dict[int, list[tuple[dict[str, float], float]]] = {i: [] for i in copies}
+    replay: dict[int, list[float]] = {i: [] for i in copies}
     for _ in range(repeats):
         for key, (hw, wl) in work.items():
             m: dict[str, float] = {}
@@ -139,6 +140,9 @@ def part_events(copies_2d: list[int], copies_3d: list[int], repeats: int) -> Non
             times[key].append(time.perf_counter() - t)
             if key[1] == 1:
                 marks[key[0]].append((m, times[key][-1]))
+            if key[1] == copies[key[0]][-1]:  # the replay proper: the components' plans and the engine
+                names = list(m)
+                replay[key[0]].append(m["report"] - m[names[0]])
     med = {key: statistics.median(v) for key, v in times.items()}
 
     print(f"Part 1: events per second, 2D against 3D (samples repeated {','.join(map(str, copies_2d))} times "
@@ -160,18 +164,25 @@ def part_events(copies_2d: list[int], copies_3d: list[int], repeats: int) -> Non
         print(f"    simulate ms: {series}")
         print(f"    phases of one x1 run, ms: {_phases(m, total)}")
     mean_2d = statistics.mean(r for i, r in rates.items() if PAIRS[i][1] == "2D")
+    replay_rate = {i: per_frame[i] * work[i, copies[i][-1]][1].samples / statistics.median(v)
+                   for i, v in replay.items()}
+    replay_2d = statistics.mean(r for i, r in replay_rate.items() if PAIRS[i][1] == "2D")
     print()
     head = (f"  {'pair':<32} {'dims':>4} {'events/frame':>13} {'synops/frame':>13} {'marginal Mev/s':>15} "
-            f"{'marginal ns/synop':>18} {'marginal ms/frame':>18} {'whole ms/frame':>15} {'rate / 2D mean':>15}")
+            f"{'marginal ns/synop':>18} {'marginal ms/frame':>18} {'whole ms/frame':>15} {'rate / 2D mean':>15} "
+            f"{'replay Mev/s':>13} {'replay / 2D':>12}")
     print(head)
     print("  " + "-" * (len(head) - 2))
     for i, (name, dims, _hwc, _trace) in enumerate(PAIRS):
         ratio = f"{rates[i] / mean_2d:.2f}" if dims == "3D" else "-"
         per_synop = f"{marginal_ms[i] * 1e6 / synops[i]:.3f}" if synops[i] else "-"
         print(f"  {name:<32} {dims:>4} {per_frame[i]:>13,.0f} {synops[i]:>13,.0f} {rates[i] / 1e6:>15.2f} "
-              f"{per_synop:>18} {marginal_ms[i]:>18.4f} {whole_ms[i]:>15.3f} {ratio:>15}")
+              f"{per_synop:>18} {marginal_ms[i]:>18.4f} {whole_ms[i]:>15.3f} {ratio:>15} "
+              f"{replay_rate[i] / 1e6:>13.2f} {(f'{replay_rate[i] / replay_2d:.2f}' if dims == '3D' else '-'):>12}")
     print(f"  2D mean marginal rate: {mean_2d / 1e6:.2f} M events/s. whole ms/frame: simulate of the committed "
           "trace (x1) divided by its frames, fixed per-call cost included; synops: the core's synaptic operations")
+    print("  replay: events / the time of the components' plans and the pipeline engine at the most copies (the "
+          "report's records and summary, per frame and not per event, left out)")
 
 
 def _child(pythonpath: Path, cache: Path, hw: Path, trace: Path, repeats: int) -> tuple[str, float]:

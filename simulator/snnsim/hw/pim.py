@@ -517,25 +517,36 @@ def _time_ps(cfg: MacroConfig, mapping: Mapping, per_pos: np.ndarray, reload: bo
     """Macro time of one computing step per sample, exact, rounded up to whole ps once."""
     t_mvm = cfg.t_mvm_ps
     n_ct = len(mapping.col_tile_weights)
-    out = np.zeros(per_pos.shape[0], dtype=np.int64)
     tiles = mapping.tile_list()
     t_row = exact(cfg.t_write_row_ns) * 1000
-    for s in range(per_pos.shape[0]):
-        if not reload:
-            total = math.ceil(int(per_pos[s].sum()) * n_ct / cfg.n_arrays) * t_mvm
-        else:
-            total = Fraction(0)
-            for first in range(0, len(tiles), cfg.n_arrays):
-                batch = tiles[first:first + cfg.n_arrays]
-                rows_max = max(mapping.row_tile_rows[r] for _, r, _ in batch)
-                active = sum(int(per_pos[s, gi, r]) for gi, r, _ in batch)
-                total += rows_max * t_row + math.ceil(active / cfg.n_arrays) * t_mvm
-        ps = math.ceil(total)
-        if ps > np.iinfo(np.int64).max:
-            raise MappingError("the layer's macro time per step overflows the time range", key="time_ps",
-                               expected="< 2^63 ps", found=str(ps))
-        out[s] = ps
-    return out
+    # samples with the same active MVMs per (group, row tile) take the same time: each distinct
+    # pattern is timed once (without zero-skipping every sample has the same)
+    flat = per_pos.reshape(per_pos.shape[0], -1)
+    patterns, which = np.unique(flat, axis=0, return_inverse=True)
+    per_pattern = np.zeros(patterns.shape[0], dtype=np.int64)
+    for u in range(patterns.shape[0]):
+        per_pattern[u] = _pattern_time_ps(cfg, mapping, patterns[u].reshape(per_pos.shape[1:]), reload, tiles,
+                                          t_mvm, t_row, n_ct)
+    return per_pattern[np.asarray(which).reshape(-1)]
+
+
+def _pattern_time_ps(cfg: MacroConfig, mapping: Mapping, pos: np.ndarray, reload: bool, tiles: list, t_mvm: Fraction,
+                     t_row: Fraction, n_ct: int) -> int:
+    """One step's macro time for one pattern of active MVMs per (group, row tile), exact."""
+    if not reload:
+        total = -(-(int(pos.sum()) * n_ct) // cfg.n_arrays) * t_mvm  # whole rounds of the arrays
+    else:
+        total = Fraction(0)
+        for first in range(0, len(tiles), cfg.n_arrays):
+            batch = tiles[first:first + cfg.n_arrays]
+            rows_max = max(mapping.row_tile_rows[r] for _, r, _ in batch)
+            active = sum(int(pos[gi, r]) for gi, r, _ in batch)
+            total += rows_max * t_row + -(-active // cfg.n_arrays) * t_mvm
+    ps = math.ceil(total)
+    if ps > np.iinfo(np.int64).max:
+        raise MappingError("the layer's macro time per step overflows the time range", key="time_ps",
+                           expected="< 2^63 ps", found=str(ps))
+    return ps
 
 
 def _with_energies(cfg: MacroConfig, counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
