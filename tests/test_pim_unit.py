@@ -81,6 +81,7 @@ def _ace_problems(sets: list[str]) -> list[SnnsimError]:
     (["pim.weight_bits=4"], "pim.cols_per_adc", "weight slot"),  # combine: one ADC per slot
     (["mapping.pim=lif2"], "mapping.pim", "the first layer"),  # a layer reading spikes
     (["mapping.pim=conv1"], "mapping.pim", "does not have"),
+    (["pim.preset=jia65_1b", "pim.weight_bits=6", "pim.n_arrays=4"], "pim.input_bits", "1-bit"),  # the opposite
 ])
 def test_what_the_macro_cannot_run_of_a_3d_layer_is_named(sets, key, text):
     try:

@@ -68,7 +68,7 @@ def _macro(draw, rows_out: int) -> dict:
     weight_bits = 4
     return {
         "rows": draw(st.integers(2, 12)), "cols": draw(st.integers(4, 16)), "bits_per_cell": 1,
-        "weight_bits": weight_bits, "input_mode": mode, "input_bits": draw(st.integers(1, 4)),
+        "weight_bits": weight_bits, "input_mode": mode, "input_bits": draw(st.integers(2, 4)),
         "adc_bits": 4, "cols_per_adc": weight_bits if share == "combine" else draw(st.integers(1, 4)),
         "adc_share": share, "row_groups": draw(st.integers(1, 2)), "n_arrays": draw(st.integers(1, 4)),
         # a multiple of the output rows, so that each row's share of the macro time is whole ns

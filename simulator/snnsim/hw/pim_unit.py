@@ -12,8 +12,9 @@ per-channel affine of the layer is applied in the digital neuron update [A: no e
 energy].
 
 What the macro cannot run is refused naming the key and layer: a layer other than the first, a
-layer reading spikes (the macro takes multi-bit inputs), pooling or an add before the neuron, a
-first layer a P2M sensor already computes, a layer that does not fit the macro.
+layer reading spikes (the macro takes multi-bit inputs), a multi-bit frame on a macro of 1-bit
+(spike) inputs, pooling or an add before the neuron, a first layer a P2M sensor already computes,
+a layer that does not fit the macro.
 """
 
 from __future__ import annotations
@@ -167,6 +168,11 @@ def _map(hw: Any, wl: Any, cfg: Any, layer: Any) -> Any:
     from . import pim
 
     geometry = _geometry(hw, wl, layer)
+    if cfg.input_bits == 1 and not _binary_frame(wl):
+        raise MappingError("the PIM macro takes 1-bit (spike) inputs; the first layer reads a multi-bit frame",
+                           file=hw.source, key="pim.input_bits", expected="input bits of the frame's precision",
+                           found="1", suggestion="--set pim.input_bits=8 (a bit-serial macro slices multi-bit "
+                           "inputs), or map the layer to the core: --set mapping.pim=")
     try:
         return pim.map_layer(cfg, geometry)
     except SnnsimError as e:
@@ -175,3 +181,9 @@ def _map(hw: Any, wl: Any, cfg: Any, layer: Any) -> Any:
         raise MappingError(f"layer {layer.name} does not fit the PIM macro: {e.message}", file=hw.source,
                            key=f"pim.{key}" if key in pim.field_docs() else "pim", expected=e.expected,
                            found=e.found, suggestion=e.suggestion) from None
+
+
+def _binary_frame(wl: Any) -> bool:
+    """Whether every frame value is 0 or 1 (a binary frame loses nothing on 1-bit inputs)."""
+    x = np.asarray(wl.input)
+    return bool(np.all((x == 0) | (x == 1)))
