@@ -60,9 +60,13 @@ class SensorPlan:
     def per_step(self, values: np.ndarray, n_steps: int) -> np.ndarray:
         """(samples, packets) -> (samples, steps): each packet's value added to the step it
         carries, exactly in int64 and in memory linear in packets (no packets x steps matrix)."""
-        out = np.zeros((values.shape[0], n_steps), np.int64)
-        np.add.at(out.T, self.packet_step, np.asarray(values, np.int64).T)
-        return out
+        values = np.asarray(values, np.int64)
+        order = np.argsort(self.packet_step, kind="stable")  # the packets grouped by step
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self.packet_step, minlength=n_steps))])
+        # running sums over each sample's packets in step order: a step's total is a difference
+        run = np.zeros((values.shape[0], values.shape[1] + 1), np.int64)
+        np.cumsum(values[:, order], axis=1, out=run[:, 1:])
+        return run[:, bounds[1:]] - run[:, bounds[:-1]]
 
 
 # input channels each colour filter arrangement delivers: a monochrome pixel is one photodiode; a
