@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, did_you_mean
-from .schema import ENERGY_OVERRIDE, check_value
+from .fields import check_value
+from .schema import ENERGY_OVERRIDE
 
 UNITS = ("pJ", "mW")
 

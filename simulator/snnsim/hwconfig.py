@@ -29,7 +29,8 @@ import yaml
 
 from .energy import EnergyTable, load_energy_table
 from .errors import ConfigError, did_you_mean
-from .schema import HWCONFIG, Field, Section, check_value, iter_fields
+from .fields import Field, Section, check_value
+from .schema import HWCONFIG, iter_fields
 
 OVERRIDE_SOURCE = "--set"  # the ``file`` of every error about a value given as an override
 

@@ -47,7 +47,7 @@ import numpy as np
 import yaml
 
 from ..errors import ConfigError, MappingError, WorkloadError, did_you_mean
-from ..schema import Field, check_value, describe_value
+from ..fields import Field, check_value, describe_value
 from ..units import exact
 
 INPUT_MODES = ("dac", "bit_serial", "pulse_count")
@@ -601,14 +601,3 @@ __all__ = ["ADC_SHARES", "COUNTERS", "INPUT_MODES", "LayerGeometry", "MacroConfi
 # keep the dataclass and the key table in step
 assert [f.name for f in fields(MacroConfig)][:-1] == list(_FIELDS), "MacroConfig fields and _FIELDS differ"
 
-
-def _complete_schema() -> None:
-    """Add the hwconfig's pim and mapping sections if this module was imported before the schema
-    (the schema adds them itself otherwise: their keys are this module's fields)."""
-    from .. import schema
-
-    if "pim" not in schema.HWCONFIG.fields:
-        schema._pim_sections()
-
-
-_complete_schema()
