@@ -399,11 +399,12 @@ def _sibling_hint(p: Path, suffix: str) -> str | None:
 
 def _check_input_sections(raw: dict[str, Any], config: dict[str, Any], source: str) -> None:
     """Frames enter the chip through a sensor and its link, or from DRAM (``mapping.input``): the
-    sections of that entry are required and the other's would have no effect, so are refused."""
+    sensor and link sections are required for a sensor (the frame reader's keys all have defaults),
+    and the other entry's sections would have no effect, so are refused."""
     entry = config["mapping"]["input"]
-    needed, unused = (("sensor", "link"), ("frames",)) if entry == "sensor" else (("frames",), ("sensor", "link"))
+    needed, unused = (("sensor", "link"), ("frames",)) if entry == "sensor" else ((), ("sensor", "link"))
     for key in needed:
-        if key not in raw and entry == "sensor":
+        if key not in raw:
             item = HWCONFIG.fields[key]
             raise ConfigError("missing required section", file=source, key=key,
                               expected=f"a '{key}:' section ({item.doc})", found="nothing",

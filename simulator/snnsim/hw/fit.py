@@ -41,12 +41,9 @@ class FitError(MappingError):
 def fit_problems(hw, wl: Workload) -> list[SnnsimError]:
     """Every mismatch between the workload and the chip, in the order the frame meets them."""
     check_graph_once(wl, wl.layers, wl.input_shape)  # shapes are filled in by the graph check
-    if hw["mapping"]["input"] == "dram":
-        from .frames import frames_problems
-
-        out = frames_problems(hw, wl)
-    else:
-        out = sensor_problems(hw, wl)
+    out: list[SnnsimError] = []
+    if hw["mapping"]["input"] == "sensor":  # stored frames read from DRAM fit any first layer: it reads the frame
+        out += sensor_problems(hw, wl)
         out += link_problems(hw, wl)
     pim = hw["mapping"]["pim"].strip()
     first = 1 if in_pixels(hw) or pim else 0  # layer 0 in the pixels or the PIM macro

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, MappingError
+from ..errors import ConfigError
 from ..report.report import Record
 from ..units import exact, ns_to_ps
 from .chain import Plan, StageTimes
@@ -68,16 +68,6 @@ def reader_of(hw: Any, wl: Any) -> FrameLines:
     return FrameLines(rows=rows, values=values, bits_per_value=bits,
                       line_ps=line_time_ps(values * bits, hw["dram"]["bandwidth_gbytes_per_s"],
                                            cfg["line_overhead_ns"]))
-
-
-def frames_problems(hw: Any, wl: Any) -> list:
-    """Why the workload cannot enter the chip from DRAM (empty when it can): a trace whose first
-    layer reads spikes has no frame to store."""
-    if "input" not in wl.layers[0].inputs:
-        return [MappingError("frames from DRAM feed a first layer that reads the frame", file=wl.source,
-                             key=f"layers.{wl.layers[0].name}.inputs", expected="input",
-                             found=str(wl.layers[0].inputs))]
-    return []
 
 
 class Frames:

@@ -11,6 +11,7 @@ describe them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +49,7 @@ def _none_plan(name: str, details: dict, **kw) -> Plan:
                 **kw)
 
 
-def _sensor_and_link(hw, wl: Workload, s_n: int, t_n: int, table) -> tuple[list[_Stage], object, object, callable]:
+def _sensor_and_link(hw, wl: Workload, s_n: int, t_n: int, table) -> tuple[list[_Stage], object, object, Callable]:
     """The sensor's rows and the link's packets; the records they write once the run's stamps
     are known."""
     sen = reference_sensor(hw, wl)

@@ -399,14 +399,15 @@ def _component_energy(component: str):
     return lambda s: s["energy"]["by_component_pj_per_frame"].get(component)
 
 
-# (metric name, unit, getter on the summary)
-_COMPARE_METRICS: list[tuple[str, str, Any]] = [
+# (metric name, unit, getter on the summary): before the per-component energies, and after them
+_COMPARE_HEAD: list[tuple[str, str, Any]] = [
     ("payload_bits_per_frame", "bit", lambda s: s["bandwidth"]["payload_bits_per_frame"]),
     ("wire_bits_per_frame", "bit", lambda s: s["bandwidth"]["wire_bits_per_frame"]),
     ("reduction_payload", "x", lambda s: s["bandwidth"]["reduction_payload"]),
     ("reduction_wire", "x", lambda s: s["bandwidth"]["reduction_wire"]),
     ("energy_pj_per_frame", "pJ", lambda s: s["energy"]["total_pj_per_frame"]),
-    *[(f"energy_{c}_pj_per_frame", "pJ", _component_energy(c)) for c in _COMPONENTS],
+]
+_COMPARE_TAIL: list[tuple[str, str, Any]] = [
     ("latency_ps_mean", "ps", lambda s: s["delay"]["latency_ps_mean"]),
     ("frame_interval_ps", "ps", lambda s: s["delay"]["frame_interval_ps"]),
     ("throughput_fps", "fps", lambda s: s["delay"]["throughput_fps"]),
@@ -456,16 +457,9 @@ def _compare_metrics(reports: Sequence[Report]) -> list[tuple[str, str, Any]]:
     """The comparison's metrics: one energy row per component any of the chips has (the sensor
     and link rows of chips reading stored frames are left out unless another chip has them)."""
     present = {c for r in reports for c in r.summary["energy"]["by_component_pj_per_frame"]}
-    extra = [(f"energy_{c}_pj_per_frame", "pJ", _component_energy(c)) for c in sorted(present - set(_COMPONENTS))]
-    out = []
-    for m in _COMPARE_METRICS:
-        comp = m[0][len("energy_"):-len("_pj_per_frame")] if m[0].endswith("_pj_per_frame") else None
-        if comp in _COMPONENTS and comp not in present:
-            continue
-        out.append(m)
-        if comp == _COMPONENTS[-1]:
-            out += extra
-    return out
+    order = [c for c in _COMPONENTS if c in present] + sorted(present - set(_COMPONENTS))
+    return [*_COMPARE_HEAD, *[(f"energy_{c}_pj_per_frame", "pJ", _component_energy(c)) for c in order],
+            *_COMPARE_TAIL]
 
 
 def compare_rows(reports: Sequence[Report], labels: Sequence[str]) -> list[dict[str, Any]]:
