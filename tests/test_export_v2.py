@@ -493,6 +493,40 @@ def test_conv3d(snn, tmp_path):
     assert gt.nodes[0].params["stride"] == [1, 2, 2]
 
 
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_spikingjelly_conv3d_exports_and_replays_on_stored_frames(sj, tmp_path, mode):
+    """A SpikingJelly 3D SNN on a (1, bands, H, W) cube, single- and multi-step: the conv3d exports
+    one to one, each neuron's spikes are the framework's, and the trace runs on the ACE-SNN chips
+    (its first layer as digital MACs and in the PIM macro)."""
+    from snnsim.hwconfig import load_hardware
+    from snnsim.simulation import simulate
+    from snnsim.workload.trace import load_workload
+
+    neuron, layer, functional = sj
+    torch.manual_seed(0)
+    net = nn.Sequential(layer.Conv3d(1, 4, (3, 3, 3), bias=False), neuron.LIFNode(tau=2.0, v_reset=None),
+                        layer.Conv3d(4, 4, (2, 1, 1), bias=False), neuron.IFNode(v_reset=None), layer.Flatten(),
+                        layer.Linear(4 * 3 * 3 * 3, 2, bias=False))
+    functional.set_step_mode(net, mode)
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+    x = torch.rand(3, 1, 6, 5, 5, generator=torch.Generator().manual_seed(1))
+    _train(net, x, multi=mode == "m")
+    functional.reset_net(net)
+    gt = _roundtrip(net, x, tmp_path, multi=mode == "m")
+    assert [n.op for n in gt.nodes[:4]] == ["conv3d", "neuron", "conv3d", "neuron"]
+    assert gt.nodes[0].out_shape == (4, 4, 3, 3)
+    wl = load_workload(tmp_path / "trace.npz")
+    macs = []
+    wide = ["core.weight_bits=16"]  # the float weights export at 16 bits
+    for hw, sets in (("hwconfigs/ace_snn_digital.yaml", wide),
+                     ("hwconfigs/ace_snn_pim.yaml", [*wide, "pim.weight_bits=16", "pim.cols_per_adc=16"])):
+        r = simulate(load_hardware(hw, sets), wl)
+        macs.append(r.summary["operations"]["macs_per_frame"])
+    # the first layer's in-bounds MACs on the core (4 x 3 x 3 x 3 outputs of 27 taps), none with PIM
+    assert macs == [4 * 4 * 3 * 3 * 27, 0]
+
+
 def test_conv1d(snn, tmp_path):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), snn.Leaky(beta=0.9, init_hidden=True), nn.MaxPool1d(2),
