@@ -398,24 +398,45 @@ def _sibling_hint(p: Path, suffix: str) -> str | None:
 
 
 def _check_input_sections(raw: dict[str, Any], config: dict[str, Any], source: str) -> None:
-    """Frames enter the chip through a sensor and its link, or from DRAM (``mapping.input``): the
-    sensor and link sections are required for a sensor (the frame reader's keys all have defaults),
-    and the other entry's sections would have no effect, so are refused."""
-    entry = config["mapping"]["input"]
-    needed, unused = (("sensor", "link"), ("frames",)) if entry == "sensor" else ((), ("sensor", "link"))
+    """Frames enter the chip through a sensor and its link, or from DRAM, or from a host
+    (``mapping.input``), and one processor runs the network (``mapping.target``). The sections a
+    chip needs are required (the sensor and link for a sensor, the core for the core; the frame
+    reader's and the targets' keys all have defaults), and the sections of the units it does not
+    have would have no effect, so are refused."""
+    from .schema import TARGET_SECTIONS
+
+    entry, target = config["mapping"]["input"], config["mapping"]["target"]
+    if target == "core" and entry == "host":
+        raise ConfigError("the SNN core takes frames from a sensor or from DRAM, not from a host", file=source,
+                          key="mapping.input", expected="sensor or dram with mapping.target core", found="host",
+                          suggestion="mapping.input: dram (stored frames), or mapping.target: loihi / ncs2")
+    if target != "core" and entry != "host":
+        raise ConfigError(f"a {target} target takes its frames from a host computer", file=source,
+                          key="mapping.input", expected=f"host with mapping.target {target}", found=entry,
+                          suggestion="mapping.input: host")
+    if target == "core":
+        needed = ("sensor", "link", "core") if entry == "sensor" else ("core",)
+        unused = ("frames",) if entry == "sensor" else ("sensor", "link")
+    else:
+        needed, unused = (), ("sensor", "link", "frames", "technology")
+    unused += tuple(s for t, secs in TARGET_SECTIONS.items() if t != target for s in secs)
     for key in needed:
         if key not in raw:
             item = HWCONFIG.fields[key]
             raise ConfigError("missing required section", file=source, key=key,
                               expected=f"a '{key}:' section ({item.doc})", found="nothing",
-                              suggestion=f"add '{key}:' (its keys all have defaults; see `snnsim schema`), "
-                              "or read stored frames: mapping.input: dram")
+                              suggestion=f"add '{key}:' (its keys all have defaults; see `snnsim schema`)"
+                              + (", or read stored frames: mapping.input: dram" if key != "core" else ""))
     for key in unused:
         if key in raw:
-            raise ConfigError(f"a '{key}:' section has no effect when frames enter the chip from the {entry}",
-                              file=source, key=key, expected=f"no '{key}:' section with mapping.input {entry}",
-                              found=f"'{key}:'", suggestion="remove the section, or set mapping.input to "
-                              f"{'dram' if entry == 'sensor' else 'sensor'}")
+            where = f"mapping.target {target}" if key in ("core", "dram", "pim", "loihi", "ncs2", "technology") \
+                else f"mapping.input {entry}"
+            other = {"sensor": "dram", "dram": "sensor"}.get(entry, "sensor")
+            suggestion = ("remove the section, or set mapping.input to " + other) if where.startswith("mapping.input") \
+                else "remove the section (the target's own section holds its parameters)"
+            raise ConfigError(f"a '{key}:' section has no effect with {where}", file=source, key=key,
+                              expected=f"no '{key}:' section with {where}", found=f"'{key}:'",
+                              suggestion=suggestion)
 
 
 def load_hardware(path: str | Path | dict, overrides: list[str] | list[tuple[str, Any]] | None = None) -> Hardware:

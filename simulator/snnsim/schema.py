@@ -123,7 +123,7 @@ FRAMES = Section(
 )
 
 CORE = Section(
-    "The SNN core that runs the layers after the sensor, event by event.",
+    "The SNN core that runs the layers after the sensor, event by event (mapping.target = core).",
     {
         "clock_mhz": _clock_mhz(500.0, "core clock"),
         "vector_width": _pos_int(32, "PEs: output channels updated together by one vector operation", maximum=4096),
@@ -146,6 +146,7 @@ CORE = Section(
         "spike_sram_kib": _capacity_kib(64.0, "global spike-map buffer capacity (layer inputs and outputs)"),
         "line_buffer_kib": _capacity_kib(16.0, "line buffer between two fused layers"),
     },
+    required=False,  # required when mapping.target is core (hwconfig.py)
 )
 
 DRAM = Section(
@@ -263,11 +264,14 @@ def _bounds_text(f: Field) -> str:
     return " and ".join(x for x in (lo, hi) if x)
 
 
-def _pim_sections() -> None:
-    """The ``pim`` and ``mapping`` sections: the macro's keys are defined once, by the macro model
-    (:mod:`snnsim.hw.pim`), which itself uses this module's fields; so they join the schema last."""
+def _unit_sections() -> None:
+    """The ``pim``, ``loihi``, ``ncs2`` and ``mapping`` sections: each unit's keys are defined once,
+    by its model (:mod:`snnsim.hw.pim`, :mod:`snnsim.hw.loihi_params`, :mod:`snnsim.hw.ncs2`),
+    which itself uses this module's fields; so they join the schema last."""
     from dataclasses import replace
 
+    from .hw.loihi_params import SECTION as LOIHI
+    from .hw.ncs2 import SECTION as NCS2
     from .hw.pim import _FIELDS as MACRO_FIELDS
     from .hw.pim import preset_names
 
@@ -282,14 +286,25 @@ def _pim_sections() -> None:
                                         "and the core holds", maximum=MAX_FIFO_ENTRIES),
          **overrides},
         required=False)
+    HWCONFIG.fields["loihi"] = LOIHI
+    HWCONFIG.fields["ncs2"] = NCS2
     HWCONFIG.fields["mapping"] = Section(
-        "Which unit runs which layers (the core runs every layer no other unit takes).",
-        {"input": Field("str", "sensor", "where frames enter the chip: sensor (the image sensor, then the CSI-2 "
-                        "link) or dram (stored frames read from DRAM: the frames section)",
-                        choices=("sensor", "dram")),
+        "Which unit runs which layers (the processor runs every layer no other unit takes).",
+        {"target": Field("str", "core", "the processor: core (the event-driven SNN core, after a sensor or stored "
+                         "frames), loihi (a Loihi-class many-core neuromorphic chip: the loihi section) or ncs2 "
+                         "(an NCS2 / Myriad X-class dense DNN accelerator running the equivalent non-spiking "
+                         "network: the ncs2 section)", choices=TARGETS),
+         "input": Field("str", "sensor", "where frames enter the chip: sensor (the image sensor, then the CSI-2 "
+                        "link), dram (stored frames read from DRAM: the frames section) or host (a host computer "
+                        "sends each frame over the target's I/O; the input of targets loihi and ncs2)",
+                        choices=("sensor", "dram", "host")),
          "pim": Field("str", "", "layers the PIM macro runs, by name or index, comma-separated: the first layer, "
                       "reading the frame (empty: no PIM macro)")},
         required=False)
 
 
-_pim_sections()
+#: the processors mapping.target names, and the sections only one of them reads
+TARGETS = ("core", "loihi", "ncs2")
+TARGET_SECTIONS = {"core": ("core", "dram", "pim"), "loihi": ("loihi",), "ncs2": ("ncs2",)}
+
+_unit_sections()

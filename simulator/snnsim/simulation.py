@@ -240,7 +240,9 @@ def run_meta(hw: Hardware, wl: Workload, plans: list[Plan], timing: dict, stages
                                  "out_shape": list(la.out_shape), "spiking": la.spiking,
                                  "runs_on": runs_on.get(la.name, "-")}
                                 for la in wl.layers]},
-        "energy_table": hw.energy.as_dict(),
+        # the technology table, when a component prices its actions with it (a target with its own
+        # presets does not)
+        "energy_table": hw.energy.as_dict() if any(p.energy_entries or p.static_entry for p in plans) else None,
         **{p.name: p.details for p in plans},
         "engine": {**timing, "stages": stages,
                    "fifo_capacity": {f"{a.name}->{b.name}": c for a, b, c in zip(plans, plans[1:], caps, strict=False)}},

@@ -12,7 +12,9 @@ orchestration.
 
 The chain today is a sensor (a conventional readout or a P2M pixel array) and the MIPI CSI-2
 link, or stored frames read from DRAM (:mod:`.frames`); then an optional PIM macro
-(:mod:`.pim_unit`) and the SNN core (:func:`build_chain`).
+(:mod:`.pim_unit`) and the SNN core; or a whole target fed by a host: a Loihi-class
+neuromorphic chip (:mod:`.loihi`) or an NCS2-class dense accelerator (:mod:`.ncs2`)
+(:func:`build_chain`).
 """
 
 from __future__ import annotations
@@ -204,9 +206,20 @@ def input_bits_limit(hw: Any) -> tuple[int, str]:
 def build_chain(hw: Any) -> list[Component]:
     """The components of the chip, in the order frames flow through them: where frames enter
     (``mapping.input``: the sensor and the link, or the frame reader from DRAM), a PIM macro when
-    ``mapping.pim`` gives it a layer, the core."""
+    ``mapping.pim`` gives it a layer, the core; or, with ``mapping.target`` loihi or ncs2, that
+    target alone (it takes each frame from the host over its own I/O)."""
     from .frames import Frames
     from .pim_unit import Pim
+
+    target = hw["mapping"]["target"]
+    if target == "loihi":
+        from .loihi import Loihi
+
+        return [Loihi()]
+    if target == "ncs2":
+        from .ncs2 import Ncs2
+
+        return [Ncs2()]
 
     head: list[Component] = [Frames()] if hw["mapping"]["input"] == "dram" else [Sensor(), Link()]
     middle = [Pim()] if hw["mapping"]["pim"].strip() else []

@@ -41,6 +41,15 @@ class FitError(MappingError):
 def fit_problems(hw, wl: Workload) -> list[SnnsimError]:
     """Every mismatch between the workload and the chip, in the order the frame meets them."""
     check_graph_once(wl, wl.layers, wl.input_shape)  # shapes are filled in by the graph check
+    target = hw["mapping"]["target"]
+    if target == "loihi":
+        from .loihi import loihi_problems
+
+        return loihi_problems(hw, wl)
+    if target == "ncs2":
+        from .ncs2 import ncs2_problems
+
+        return ncs2_problems(hw, wl)
     out: list[SnnsimError] = []
     if hw["mapping"]["input"] == "sensor":  # stored frames read from DRAM fit any first layer: it reads the frame
         out += sensor_problems(hw, wl)

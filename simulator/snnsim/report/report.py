@@ -157,6 +157,25 @@ def _sum_block(b: RecordBlock, tot: dict, by_layer: dict[tuple[str, str], dict[s
                         acc[t] += v
 
 
+def _target_summary(meta: dict[str, Any], tot: dict, samples: int, steps: int) -> dict[str, Any]:
+    """A neuromorphic target's own headline figures: cores and chips used, the mean step time
+    and its parts, the host I/O time, the cores' mean busy share of the step time."""
+    if "loihi" not in meta:
+        return {}
+    m = meta["loihi"]
+    n = samples * steps
+    step = tot[("loihi", "step_ps")] / n
+    busy = tot[("loihi", "core_busy_ps")]
+    return {"neuromorphic": {
+        "cores_used": m["cores_used"], "chips_used": m["chips_used"], "tiles_used": m["tiles_used"],
+        "step_ps_mean": step, "compute_ps_mean": tot[("loihi", "compute_ps")] / n,
+        "hop_latency_ps_mean": tot[("loihi", "hop_latency_ps")] / n, "barrier_ps": m["barrier_ps_used"],
+        "management_ps_mean": tot[("loihi", "management_ps")] / n, "io_ps": tot[("loihi", "io_ps")] / samples,
+        "core_busy_fraction": busy / (m["cores_used"] * tot[("loihi", "step_ps")]) if tot[("loihi", "step_ps")] else None,
+        "messages_per_frame": tot[("loihi", "messages")] / samples,
+        "synaptic_ops_per_frame": tot[("loihi", "synaptic_ops")] / samples}}
+
+
 def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     """Headline figures per frame (means over the workload's samples) and per layer."""
     samples = meta["workload"]["samples"]
@@ -196,10 +215,11 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
         elif component == "system":
             per_sample[(component, metric)][sample] += value
     # the sensor and link are shown when frames enter through them; the core and DRAM always
-    base = tuple(c for c in _COMPONENTS if c in meta or c in ("core", "dram"))
+    base = tuple(c for c in _COMPONENTS if c in meta or (c == "dram" and "core" in meta))
     components = base + tuple(sorted({c for c, _a in energy_action} - set(base)))
     energy_component = {c: sum(v for (cc, _a), v in energy_action.items() if cc == c) / samples for c in components}
     energy_frame = sum(energy_component.values())
+    core_pj = energy_component.get("core", 0.0) + energy_component.get("dram", 0.0)  # the SNN core's TOPS/W
     latency = per_sample[("system", "latency_ps")]
     lat_mean = sum(latency) / samples
     eng = meta["engine"]
@@ -209,11 +229,13 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     fps = 1e12 / interval if interval else None
     static = sum(v for (_c, a), v in energy_action.items() if a == "static") / samples
     # what carries frames into the chip: the CSI-2 link, or the frame reader from DRAM
-    entry = next((c for c in ("link", "frames") if c in meta), "link")
+    # (or the host, for a target that takes frames over its own I/O)
+    entry = next((c for c in ("link", "frames", *eng["stages"])
+                  if "conventional_payload_bits_per_frame" in (meta.get(c) or {})), None)
     payload = tot[(entry, "payload_bits")] / samples
     wire = tot[(entry, "wire_bits")] / samples
-    conv_payload = meta[entry]["conventional_payload_bits_per_frame"]
-    conv_wire = meta[entry]["conventional_wire_bits_per_frame"]
+    conv_payload = meta[entry]["conventional_payload_bits_per_frame"] if entry else 0.0
+    conv_wire = meta[entry]["conventional_wire_bits_per_frame"] if entry else 0.0
 
     nb = meta.get("neurobench_ops") or {}
     nb_layers = nb.get("layers", {})
@@ -223,7 +245,10 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
     layers_out = []
     no_steps = [0.0] * steps
     layer_neurons, layer_spikes = by_layer.get(("activity", "neurons"), {}), by_layer.get(("activity", "spikes"), {})
-    layer_cycles, layer_synops = by_layer.get(("core", "cycles"), {}), by_layer.get(("core", "synaptic_ops"), {})
+    layer_cycles = by_layer.get(("core", "cycles"), {})
+    layer_synops = dict(by_layer.get(("core", "synaptic_ops"), {}))
+    for layer, v in by_layer.get(("loihi", "synaptic_ops"), {}).items():  # a neuromorphic target's
+        layer_synops[layer] = layer_synops.get(layer, 0.0) + v
     layer_macs = by_layer.get(("core", "macs"), {})
     for la in meta["workload"]["layers"]:
         name = la["name"]
@@ -283,7 +308,12 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             "stages": {name: dict(v) for name, v in stage.items()},
             "sensor_readout_ps_mean": tot[("sensor", "readout_ps")] / samples,
         },
+        # mean power over a frame interval (pJ / ps = W)
+        "power": {"total_mw": 1e3 * energy_frame / interval if interval else None,
+                  "dynamic_mw": 1e3 * (energy_frame - static) / interval if interval else None,
+                  "static_mw": 1e3 * static / interval if interval else None},
         "edp_j_s": energy_frame * 1e-12 * lat_mean * 1e-12,
+        **_target_summary(meta, tot, samples, steps),
         "activity": {
             "spikes_per_frame": total_spikes,
             "spike_rate": (total_spikes / total_neuron_steps) if total_neuron_steps else None,
@@ -299,13 +329,13 @@ def summarize(meta: dict[str, Any], records: list) -> dict[str, Any]:
             "ops_effective_per_frame": 2 * (tot[("core", "synaptic_ops")] + tot[("core", "macs")]) / samples,
             "ops_dense_per_frame": 2 * tot[("core", "dense_macs")] / samples,
             "tops_per_w_effective": _tops_per_w(2 * (tot[("core", "synaptic_ops")] + tot[("core", "macs")]),
-                                                energy_component["core"] + energy_component["dram"], samples),
+                                                core_pj, samples),
             "tops_per_w_dense": _tops_per_w(2 * tot[("core", "dense_macs")],
-                                            energy_component["core"] + energy_component["dram"], samples),
+                                            core_pj, samples),
             "neurobench": dict(nb.get("neurobench", {})),
             "neurobench_core_synops_per_frame": nb_core_ops,
             "tops_per_w_neurobench": _tops_per_w(2 * nb_core_ops * samples,
-                                                 energy_component["core"] + energy_component["dram"], samples),
+                                                 core_pj, samples),
             "dram_bits_per_frame": (tot[("core", "dram_read_bits")] + tot[("core", "dram_write_bits")]) / samples,
             "memory_stall_cycles_per_frame": tot[("core", "dram_stall_cycles")] / samples,
             "fusion_saved_bits_per_frame": tot[("core", "fusion_saved_bits")] / samples,

@@ -277,6 +277,13 @@ def _entry_lines(m: dict) -> list[tuple[str, str]]:
     """Where frames enter the chip: the sensor and the link's encoding, or stored frames in DRAM."""
     if "frames" in m:
         return [("input", f"stored frames from DRAM, {m['frames'].get('bits_per_value', '?')} bits per value")]
+    if "loihi" in m:
+        lo = m["loihi"]
+        return [("input", "frames sent by the host"),
+                ("target", f"Loihi-class, preset {lo.get('preset', '?')}: {lo.get('cores_used', '?')} cores on "
+                           f"{lo.get('chips_used', '?')} chip(s)")]
+    if "ncs2" in m:
+        return [("input", "frames sent by the host over USB"), ("target", "NCS2-class dense accelerator")]
     return [("sensor", str(m.get("sensor", {}).get("kind", "?"))),
             ("link encoding", str(m.get("link", {}).get("encoding", "?")))]
 
@@ -305,16 +312,24 @@ def format_table(report: Report) -> str:
     out += _table(
         ["", "payload", "on the wire"],
         [["this design", f"{_count(bw['payload_bits_per_frame'])} bit", f"{_count(bw['wire_bits_per_frame'])} bit"],
-         ["raw frame" if dram else "conventional readout", f"{_count(bw['conventional_payload_bits_per_frame'])} bit",
+         ["raw frame" if dram or "loihi" in m or "ncs2" in m else "conventional readout", f"{_count(bw['conventional_payload_bits_per_frame'])} bit",
           f"{_count(bw['conventional_wire_bits_per_frame'])} bit"],
          ["reduction", _factor(bw["reduction_payload"]), _factor(bw["reduction_wire"])],
          ["rate at achieved fps", f"{bw['payload_mbps']:.4g} Mbps", f"{bw['wire_mbps']:.4g} Mbps"]])
-    out += _kv([("DRAM frame reads busy" if dram else "link busy", _pct(bw["link_busy_fraction"], 1.0))])
+    if "loihi" not in m and "ncs2" not in m:  # a target's host I/O is in its own section
+        out += _kv([("DRAM frame reads busy" if dram else "link busy", _pct(bw["link_busy_fraction"], 1.0))])
 
     total = en["total_pj_per_frame"]
-    table_name = m.get("energy_table", {}).get("name", "?")
+    table = m.get("energy_table")
+    table_name = table.get("name", "?") if table else "none (the target's own values)"
     out += _section("Energy per frame")
-    out += _kv([("total", fmt_quantity(total, "pJ")), ("technology table", str(table_name))])
+    pw = s.get("power") or {}
+    out += _kv([("total", fmt_quantity(total, "pJ")),
+                ("dynamic", fmt_quantity(en.get("dynamic_pj_per_frame"), "pJ")),
+                ("static", fmt_quantity(en.get("static_pj_per_frame"), "pJ")),
+                ("mean power", "-" if pw.get("total_mw") is None else
+                 f"{fmt_quantity(pw['total_mw'] * 1e-3, 'W')} (dynamic {fmt_quantity(pw['dynamic_mw'] * 1e-3, 'W')})"),
+                ("technology table", str(table_name))])
     out += ["", "  by component"]
     comp_rows = [[c, fmt_quantity(v, "pJ"), _pct(v, total)]
                  for c, v in sorted(en["by_component_pj_per_frame"].items(),
@@ -344,6 +359,20 @@ def format_table(report: Report) -> str:
         rows = [[n, _pct(stages[n].get("busy_ps", 0.0), makespan), _pct(stages[n].get("stall_ps", 0.0), makespan),
                  _pct(stages[n].get("idle_ps", 0.0), makespan)] for n in order if n in stages]
         out += _table(["stage", "busy", "stall", "idle"], rows, indent="    ")
+
+    nm = s.get("neuromorphic")
+    if nm:
+        out += _section("Neuromorphic target (per frame)")
+        out += _kv([("cores / chips / tiles used", f"{nm['cores_used']} / {nm['chips_used']} / {nm['tiles_used']}"),
+                    ("step time mean", fmt_quantity(nm["step_ps_mean"], "ps")),
+                    ("  busiest core's work", fmt_quantity(nm["compute_ps_mean"], "ps")),
+                    ("  longest message path", fmt_quantity(nm["hop_latency_ps_mean"], "ps")),
+                    ("  barrier", fmt_quantity(nm["barrier_ps"], "ps")),
+                    ("  management", fmt_quantity(nm["management_ps_mean"], "ps")),
+                    ("host I/O", fmt_quantity(nm["io_ps"], "ps")),
+                    ("cores' busy share of the steps", _pct(nm["core_busy_fraction"] or 0.0, 1.0)),
+                    ("spike messages", _count(nm["messages_per_frame"])),
+                    ("synaptic ops", _count(nm["synaptic_ops_per_frame"]))])
 
     out += _section("Energy-delay product")
     out += _kv([("EDP (energy/frame x mean latency)", fmt_quantity(s["edp_j_s"], "J*s"))])
