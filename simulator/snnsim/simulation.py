@@ -209,7 +209,8 @@ def system_records(hw: Hardware, plans: list[Plan], times: dict[str, StageTimes]
     stage's busy, stalled and idle time."""
     mw_ps_to_pj = 1e-3  # 1 mW for 1 ps = 1e-15 J
     interval = timing["frame_interval_ps"]
-    static_pj = [(p.name, hw.energy.mw(p.static_entry) * interval * mw_ps_to_pj) for p in plans if p.static_entry]
+    static_pj = [(p.name, (hw.energy.mw(p.static_entry) if p.static_entry else p.static_mw) * interval * mw_ps_to_pj)
+                 for p in plans if p.static_entry or p.static_mw is not None]
     out = []
     for s in range(len(frame_done)):
         for p in plans:

@@ -52,6 +52,7 @@ class Plan:
     released_by: str | None = None  # the key of the frame trigger period (us), if frames enter the chip here
     energy_entries: tuple[str, ...] = ()  # energy-table entries its records use
     static_entry: str | None = None  # its static power (mW), charged over one frame interval
+    static_mw: float | None = None  # or that power itself, for a unit with its own values
     # its records once the pipeline has run: (its stamps, every plan's stamps by name)
     records: Callable[[StageTimes], list[Record | RecordBlock]] = field(default=lambda times: [])
     frame_energy: Callable[[int], list[Record]] = field(default=lambda s: [])  # per-frame energy beside the run's

@@ -276,20 +276,18 @@ class Loihi:
                 RecordBlock(layers=["-"], metrics=list(STEP_METRICS), components=["loihi"] * len(STEP_METRICS),
                             units=["ps"] * len(STEP_METRICS),
                             values=np.stack([times[k].astype(np.float64) for k in STEP_METRICS], axis=-1)[:, None])]
-            wall = (st.done_ps[:, -1] - st.start_ps[:, 0]).tolist()
             for s in range(s_n):
                 out.append(Record(s, "-", None, "loihi", "io_ps", float(io), "ps"))
                 out.append(Record(s, "-", None, "loihi", "payload_bits", float(8 * n_in), "bit"))
                 out.append(Record(s, "-", None, "loihi", "wire_bits", float(8 * n_in), "bit"))
-                # mW x ps = 1e-15 J = 1e-3 pJ
-                out.append(Record(s, "-", None, "loihi", "energy.static", static_mw * wall[s] * 1e-3, "pJ"))
             return out
 
         del t_n
         return Plan(name=self.name, service_ps=service, consume=np.zeros(service.shape[1], np.int64),
                     produce=np.zeros(service.shape[1], np.int64), fifo_after=None,
                     time_keys="loihi.t_io_sample_us, loihi.preset, loihi.t_*_ns, loihi.barrier_table",
-                    details=_details(net, cfg, wl), layers=tuple(names), records=records, inner=net)
+                    details=_details(net, cfg, wl), layers=tuple(names), records=records, inner=net,
+                    static_mw=static_mw)
 
 
 def loihi_problems(hw: Any, wl: Any) -> list[SnnsimError]:

@@ -74,6 +74,8 @@ class Population:
     dst: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # and destination neuron
     shape: LayerShape | None = None  # for ranking splits
     parts: tuple[int, ...] = ()  # the chosen split per output axis
+    sizes: tuple[int, ...] = ()  # its block size per axis (flat: one size over the neurons)
+    flat: bool = False  # split over the flattened neurons (input and linear layers)
     block: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # core (within the layer) per neuron
     cores: int = 0
     first_core: int = 0  # global index of its first core
@@ -387,8 +389,16 @@ def map_network(pops: list[Population], cfg: Any, source: str) -> int:
     for p in pops:
         if p.source is not None:
             readers[p.source].append(p)
+    from .loihi_map import partition
+
+    found = {}
+    for pop in pops:  # a fan-in no core holds is named in the network's order
+        if pop.kind != "input":
+            found[pop.name] = candidates(pop.shape, limits, cfg.index_bits)
+            if not found[pop.name]:
+                partition(pop.shape, limits, cfg.index_bits)  # raises, naming the limit
     for pop in reversed(pops):
-        _split(pop, readers[pop.name], cfg, limits)
+        _split(pop, readers[pop.name], cfg, found.get(pop.name, []))
     first = 0
     for pop in pops:
         pop.first_core = first
@@ -396,7 +406,7 @@ def map_network(pops: list[Population], cfg: Any, source: str) -> int:
     return first
 
 
-def _split(pop: Population, readers: list[Population], cfg: Any, limits: CoreLimits) -> None:
+def _split(pop: Population, readers: list[Population], cfg: Any, found: list) -> None:
     if pop.kind == "input":  # no synapses in: contiguous runs of neurons, as many as a core holds
         per = cfg.max_compartments // pop.compartments_per_neuron
         if per < 1:
@@ -406,11 +416,6 @@ def _split(pop: Population, readers: list[Population], cfg: Any, limits: CoreLim
         tries = [((-(-pop.neurons // size),), (size,)) for size in range(per, 0, -max(1, per // MAX_TRIES))]
         flat = True
     else:
-        from .loihi_map import partition
-
-        found = candidates(pop.shape, limits, cfg.index_bits)
-        if not found:
-            partition(pop.shape, limits, cfg.index_bits)  # raises, naming the limit
         tries = [(c.parts, c.block) for c in found[:MAX_TRIES]]
         flat = len(pop.shape.out_shape) != len(pop.out_shape)
     failed = None
@@ -422,6 +427,7 @@ def _split(pop: Population, readers: list[Population], cfg: Any, limits: CoreLim
         bad = _fits(stats, cfg)
         if bad is None:
             pop.parts, pop.block, pop.cores, pop.stats = tuple(parts), block, cores, stats
+            pop.sizes, pop.flat = tuple(size), flat
             return
         if failed is None:
             failed = (bad, int(stats[bad].max()))
