@@ -435,13 +435,18 @@ _COMPARE_HEAD: list[tuple[str, str, Any]] = [
     ("reduction_payload", "x", lambda s: s["bandwidth"]["reduction_payload"]),
     ("reduction_wire", "x", lambda s: s["bandwidth"]["reduction_wire"]),
     ("energy_pj_per_frame", "pJ", lambda s: s["energy"]["total_pj_per_frame"]),
+    ("dynamic_energy_pj_per_frame", "pJ", lambda s: s["energy"]["dynamic_pj_per_frame"]),
+    ("static_energy_pj_per_frame", "pJ", lambda s: s["energy"]["static_pj_per_frame"]),
+    ("power_mw", "mW", lambda s: s.get("power", {}).get("total_mw")),
+    ("dynamic_power_mw", "mW", lambda s: s.get("power", {}).get("dynamic_mw")),
 ]
 _COMPARE_TAIL: list[tuple[str, str, Any]] = [
     ("latency_ps_mean", "ps", lambda s: s["delay"]["latency_ps_mean"]),
     ("frame_interval_ps", "ps", lambda s: s["delay"]["frame_interval_ps"]),
     ("throughput_fps", "fps", lambda s: s["delay"]["throughput_fps"]),
     ("edp_j_s", "J*s", lambda s: s["edp_j_s"]),
-    ("synaptic_ops_per_frame", "count", lambda s: s["operations"]["synaptic_ops_per_frame"]),
+    ("synaptic_ops_per_frame", "count", lambda s: s["operations"]["synaptic_ops_per_frame"]
+     + (s.get("neuromorphic") or {}).get("synaptic_ops_per_frame", 0.0)),
     ("macs_per_frame", "count", lambda s: s["operations"]["macs_per_frame"]),
     ("core_cycles_per_frame", "count", lambda s: s["operations"]["core_cycles_per_frame"]),
     ("sensor_adc_conversions_per_frame", "count", lambda s: s["operations"]["sensor_adc_conversions_per_frame"]),
@@ -531,6 +536,10 @@ def _fmt_metric(v: float | None, unit: str) -> str:
 
 
 def _entry_text(m: dict) -> str:
+    if "loihi" in m:
+        return f"Loihi-class, {m['loihi'].get('cores_used', '?')} cores, preset {m['loihi'].get('preset', '?')}"
+    if "ncs2" in m:
+        return "NCS2-class dense accelerator"
     return "frames from DRAM" if "frames" in m else f"{m.get('sensor', {}).get('kind', '?')} sensor"
 
 
