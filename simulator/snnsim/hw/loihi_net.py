@@ -53,7 +53,7 @@ from .synapses import window
 #: the most synapses a population may have for the model to hold its connectivity (about 1 GB)
 MAX_PAIRS = 1 << 27
 STRUCTURAL = ("flatten", "reshape", "avgpool", "sumpool")
-FOLDED_PASSES = ("bias", "affine", "scale")
+FOLDED_PASSES = ("bias", "affine", "scale", "flatten", "reshape")  # folded, or a relabelling
 WEIGHTED_OPS = ("conv1d", "conv2d", "conv3d", "linear")
 #: candidate splits checked exactly before a layer is refused (they come fewest cores first)
 MAX_TRIES = 64
