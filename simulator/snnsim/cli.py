@@ -489,9 +489,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else:
             hw = load_hardware(f, args.overrides)
             hws.append(hw)
-            entry = "frames from DRAM" if hw["mapping"]["input"] == "dram" else f"sensor {hw['sensor']['kind']}"
-            _emit(f"{f}: valid hwconfig '{hw.name}' ({entry}, "
-                  f"technology {hw.energy.name})")
+            target = hw["mapping"]["target"]
+            if target == "loihi":
+                what = f"Loihi-class target, preset {hw['loihi']['preset']}, {hw['loihi']['chips']} chip(s)"
+            elif target == "ncs2":
+                what = "NCS2-class dense target"
+            else:
+                entry = "frames from DRAM" if hw["mapping"]["input"] == "dram" else f"sensor {hw['sensor']['kind']}"
+                what = f"{entry}, technology {hw.energy.name}"
+            _emit(f"{f}: valid hwconfig '{hw.name}' ({what})")
     if not (hws and wls):
         return 0
     # every hwconfig with every trace: all the mismatches of a pair at once, not one per run

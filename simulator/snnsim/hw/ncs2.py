@@ -16,8 +16,8 @@ Timing (integer ps; every term rounded up to whole ps from its exact value):
     t_usb_out = output values x bytes_per_value / usb_bw
 
 Memory [A]: the weights live in the on-chip CMX memory (``cmx_kib``) while the network's weights
-fit; when they do not, the layers from the first whose cumulative weights (in the order the
-layers run) exceed CMX on read their weights from DRAM at ``dram_gbytes_per_s``. Activations are
+fit; when they do not, every layer from the first one whose cumulative weights (in the order
+the layers run) exceed CMX reads its weights from DRAM at ``dram_gbytes_per_s``. Activations are
 read and written in CMX at ``cmx_gbytes_per_s`` (tiled so that they fit beside the weights: the
 capacity they take is not modelled). The two memories are separate channels, each its own
 roofline ceiling. The frame is sent as ``input_bytes_per_value`` bytes per value (1: U8, the
@@ -45,6 +45,7 @@ from ..fields import Field, Section
 from .ncs2_graph import LAYER_TYPES, DenseLayer
 
 MAX_PS = 2**62
+MAX_EXACT_PS = 2**53
 
 
 def _rate(default: float, doc: str, maximum: float = 1e6) -> Field:
@@ -61,8 +62,8 @@ def _util(default: float, what: str) -> Field:
 # depthwise, pool and eltwise 1/4: no reduction over input channels, so most of the MAC array's
 # lanes idle, or the layer runs on the SHAVE vector cores); their common scale is solved so that
 # MobileNet v2 over USB3 takes 80.4 ms.
-UTIL_CONV = 0.00786
-UTIL_OTHER = 0.00196
+UTIL_CONV = 0.00949
+UTIL_OTHER = 0.00237
 
 SECTION = Section(
     "An NCS2 / Myriad X-class dense DNN accelerator running the equivalent non-spiking network, one inference "
@@ -217,7 +218,7 @@ def sample_timing(cfg: Ncs2Config, layers: Sequence[DenseLayer], input_values: i
         w_bytes = d.weights * bpv
         act = (d.in_values + d.out_values) * bpv
         cumulative += w_bytes
-        in_cmx = cumulative <= cmx
+        in_cmx = cumulative <= cmx or w_bytes == 0  # a layer without weights reads none from DRAM
         key = UTIL_KEYS[d.type]
         compute = _ps(Fraction(d.macs * ps_per_s) / (peak * _exact(cfg.util(d.type))), cfg, key, d.name)
         cmx_ps = _ps(Fraction((act + (w_bytes if in_cmx else 0)) * ps_per_s) / cmx_bw, cfg, "cmx_gbytes_per_s",
@@ -230,7 +231,13 @@ def sample_timing(cfg: Ncs2Config, layers: Sequence[DenseLayer], input_values: i
         usb_in_ps=_ps(Fraction(in_bytes * ps_per_s) / usb_bw, cfg, "usb_mbytes_per_s", "the frame over USB"),
         usb_out_ps=_ps(Fraction(out_bytes * ps_per_s) / usb_bw, cfg, "usb_mbytes_per_s", "the result over USB"),
         layers=tuple(times), in_bytes=in_bytes, out_bytes=out_bytes)
-    _ps(Fraction(timing.total_ps), cfg, "request_overhead_us", "one inference")
+    if timing.total_ps >= MAX_EXACT_PS:  # the records hold times as floats, exact below 2^53
+        from ..errors import ConfigError
+
+        raise ConfigError("one inference of the NCS2 model is too long to report exactly", file=cfg.source,
+                          key="ncs2", expected="an inference shorter than 2^53 ps (2.5 hours)",
+                          found=f"{timing.total_ps:.4g} ps", suggestion="check the units of the rates and "
+                          "times (GMAC/s, GB/s, MB/s, us) and the utilisations")
     return timing
 
 
@@ -301,7 +308,7 @@ class Ncs2:
             return out
 
         table = [{"name": d.name, "layer": d.layer, "type": d.type, "macs": d.macs, "weight_bytes": t.weight_bytes,
-                  "bytes": t.bytes, "weights_in": "cmx" if t.in_cmx else "dram", "compute_ps": t.compute_ps,
+                  "bytes": t.bytes, "weights_in": ("cmx" if t.in_cmx else "dram") if t.weight_bytes else "-", "compute_ps": t.compute_ps,
                   "cmx_ps": t.cmx_ps, "dram_ps": t.dram_ps, "time_ps": t.time_ps}
                  for d, t in zip(dense, timing.layers, strict=True)]
         details = {"parameters": _parameters(cfg), "dense_layers": table,
