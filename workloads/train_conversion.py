@@ -115,8 +115,8 @@ def photo_patches(n_train: int = PATCHES_TRAIN, n_test: int = PATCHES_TEST) -> d
     side is 256 pixels. Its columns are split at 70 %: ``n_train`` training patches lie wholly
     in the left part, ``n_test`` test patches wholly in the right part (no pixel is shared),
     32x32 at positions drawn uniformly from one ``numpy`` generator seeded with SEED, each
-    flipped left-right and up-down with probability 1/2. The training patches are shuffled
-    with the same generator. float32 (N, 1, 32, 32) in [0, 1] and int64 labels."""
+    flipped left-right and up-down with probability 1/2. Both splits are then shuffled with
+    the same generator (so the first test patches, which go into the traces, mix the photos). float32 (N, 1, 32, 32) in [0, 1] and int64 labels."""
     rng = np.random.default_rng(SEED)
     xs_tr, ys_tr, xs_te, ys_te = [], [], [], []
     for k, name in enumerate(PHOTOS):
@@ -127,9 +127,9 @@ def photo_patches(n_train: int = PATCHES_TRAIN, n_test: int = PATCHES_TEST) -> d
         ys_tr.append(np.full(n_train, k, np.int64))
         ys_te.append(np.full(n_test, k, np.int64))
     x_tr, y_tr = np.concatenate(xs_tr)[:, None], np.concatenate(ys_tr)
-    perm = rng.permutation(len(y_tr))
-    return {"x_train": x_tr[perm], "y_train": y_tr[perm], "x_test": np.concatenate(xs_te)[:, None],
-            "y_test": np.concatenate(ys_te)}
+    x_te, y_te = np.concatenate(xs_te)[:, None], np.concatenate(ys_te)
+    p_tr, p_te = rng.permutation(len(y_tr)), rng.permutation(len(y_te))
+    return {"x_train": x_tr[p_tr], "y_train": y_tr[p_tr], "x_test": x_te[p_te], "y_test": y_te[p_te]}
 
 
 # ----------------------------------------------------------------------------- networks
@@ -243,13 +243,23 @@ def train(model, data: dict[str, np.ndarray], epochs: int, lr: float, weight_dec
             "test_accuracy": accuracy(model, data["x_test"], data["y_test"])}
 
 
-def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of ``model`` on ``x`` (in batches of 256)."""
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """The classes ``model`` predicts for ``x`` (in batches of 256)."""
     import torch
 
     with torch.no_grad():
-        pred = torch.cat([model(torch.as_tensor(x[i:i + 256])).argmax(1) for i in range(0, len(y), 256)])
-    return float((pred.numpy() == y).mean())
+        return torch.cat([model(torch.as_tensor(x[i:i + 256])).argmax(1) for i in range(0, len(x), 256)]).numpy()
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of ``model`` on ``x``."""
+    return float((predict(model, x) == y).mean())
+
+
+def per_class_accuracy(model, x: np.ndarray, y: np.ndarray) -> list[float]:
+    """Top-1 accuracy of ``model`` on the samples of each class 0, 1, ..., in class order."""
+    pred = predict(model, x)
+    return [float((pred[y == k] == k).mean()) for k in range(int(y.max()) + 1)]
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -296,6 +306,7 @@ def write_json(path: Path, obj: dict) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates the file private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -361,8 +372,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{params:,} parameters, {macs:,} MACs", flush=True)
         per_t = convert_and_export(name, model, data, s["steps"], out, args.samples, s["dataset"], trained)
         summary["networks"][name] = {
-            "dataset": s["dataset"], "ann_test_accuracy": trained["test_accuracy"],
+            "dataset": s["dataset"],
+            "classes": list(PHOTOS) if name == "cnn_photos" else [str(k) for k in range(10)],
+            "ann_test_accuracy": trained["test_accuracy"],
             "ann_train_accuracy": trained["train_accuracy"],
+            "ann_test_accuracy_per_class": per_class_accuracy(model, data["x_test"], data["y_test"]),
             "snn_test_accuracy": {t: r["snn_accuracy"] for t, r in per_t.items()},
             "test_samples": len(data["y_test"]), "train_samples": len(data["y_train"]), "seed": SEED,
             "parameters": params, "dense_macs": macs, "layers": rows, "training": trained, "traces": per_t}
