@@ -201,3 +201,13 @@ def test_hand_sized_case_charges_what_the_rules_say():
     assert s["power"]["static_mw"] == pytest.approx(104.0, rel=1e-6)
     assert math.isclose(s["energy"]["total_pj_per_frame"],
                         s["energy"]["dynamic_pj_per_frame"] + s["energy"]["static_pj_per_frame"])
+
+
+def test_cli_refuses_a_direct_coded_trace_with_exit_status_2():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "snnsim", "run", "hwconfigs/loihi.yaml", "workloads/digits_snn.npz"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "Loihi" in r.stderr and "input_coding='rate'" in r.stderr
