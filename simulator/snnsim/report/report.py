@@ -160,6 +160,12 @@ def _sum_block(b: RecordBlock, tot: dict, by_layer: dict[tuple[str, str], dict[s
 def _target_summary(meta: dict[str, Any], tot: dict, samples: int, steps: int) -> dict[str, Any]:
     """A neuromorphic target's own headline figures: cores and chips used, the mean step time
     and its parts, the host I/O time, the cores' mean busy share of the step time."""
+    if "ncs2" in meta:  # the dense target's own figures
+        return {"dense_target": {"macs_per_frame": tot[("ncs2", "macs")] / samples,
+                                 "bytes_per_frame": tot[("ncs2", "bytes")] / samples,
+                                 "usb_ps": tot[("ncs2", "usb_ps")] / samples,
+                                 "request_ps": tot[("ncs2", "request_ps")] / samples,
+                                 "compute_ps": tot[("ncs2", "time_ps")] / samples}}
     if "loihi" not in meta:
         return {}
     m = meta["loihi"]

@@ -447,7 +447,8 @@ _COMPARE_TAIL: list[tuple[str, str, Any]] = [
     ("edp_j_s", "J*s", lambda s: s["edp_j_s"]),
     ("synaptic_ops_per_frame", "count", lambda s: s["operations"]["synaptic_ops_per_frame"]
      + (s.get("neuromorphic") or {}).get("synaptic_ops_per_frame", 0.0)),
-    ("macs_per_frame", "count", lambda s: s["operations"]["macs_per_frame"]),
+    ("macs_per_frame", "count", lambda s: s["operations"]["macs_per_frame"]
+     + (s.get("dense_target") or {}).get("macs_per_frame", 0.0)),
     ("core_cycles_per_frame", "count", lambda s: s["operations"]["core_cycles_per_frame"]),
     ("sensor_adc_conversions_per_frame", "count", lambda s: s["operations"]["sensor_adc_conversions_per_frame"]),
 ]
