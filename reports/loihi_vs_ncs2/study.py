@@ -76,7 +76,6 @@ def figures(report: Any) -> dict[str, float]:
 def run(chip: str, trace: Path, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     from snnsim.hwconfig import load_hardware
     from snnsim.simulation import simulate
-    from snnsim.workload.trace import load_workload
 
     hw = load_hardware(ROOT / (LOIHI if chip == "loihi" else NCS2), list(overrides))
     rep = simulate(hw, _workload(trace))
@@ -85,7 +84,6 @@ def run(chip: str, trace: Path, overrides: tuple[str, ...] = ()) -> dict[str, fl
         nm = rep.summary["neuromorphic"]
         out.update(cores=nm["cores_used"], chips=nm["chips_used"], step_s=nm["step_ps_mean"] * 1e-12,
                    spikes=rep.summary["activity"]["spikes_per_frame"], synops=nm["synaptic_ops_per_frame"])
-    del load_workload
     return out
 
 

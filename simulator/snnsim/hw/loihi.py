@@ -258,7 +258,7 @@ class Loihi:
         counts = layer_counts(net, act, times)
         _check_exact(counts, hw.source)
         energy = layer_energy(net, cfg, counts)
-        s_n, t_n = wl.samples, wl.time_steps
+        s_n = wl.samples
         io = ps(cfg.t_io_sample_us * 1000.0)
         service = np.concatenate([np.full((s_n, 1), io, np.int64), times["step_ps"]], axis=1)
         names = [p.name for p in net.pops]
@@ -282,7 +282,6 @@ class Loihi:
                 out.append(Record(s, "-", None, "loihi", "wire_bits", float(8 * n_in), "bit"))
             return out
 
-        del t_n
         return Plan(name=self.name, service_ps=service, consume=np.zeros(service.shape[1], np.int64),
                     produce=np.zeros(service.shape[1], np.int64), fifo_after=None,
                     time_keys="loihi.t_io_sample_us, loihi.preset, loihi.t_*_ns, loihi.barrier_table",

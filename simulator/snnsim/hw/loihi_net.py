@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MappingError
-from .loihi_map import CoreLimits, LayerShape, candidates
+from .loihi_map import CoreLimits, LayerShape, candidates, partition
 from .synapses import window
 
 #: the most synapses a population may have for the model to hold its connectivity (about 1 GB)
@@ -279,13 +279,11 @@ def _v1_population(la: Any, wl: Any, cfg: Any, alias: dict, shapes: dict) -> Pop
     kind = {"conv2d": "conv", "linear": "linear", "avgpool": "pool"}[la.op]
     pop = _population(la.name, la.out_shape, src, la.neuron is not None, neuron, kind, cfg,
                       bool(getattr(la, "bias", False)))
-    from .synapses import _ints as ints  # the same defaults as the core's
-
     if la.op == "linear":
         pairs = _node_pairs(_Op("linear", la.out_shape, {}), in_shape, la.name)
     else:
-        params = {"kernel": ints(la.kernel, 2), "stride": ints(la.stride, 2) if la.stride else None,
-                  "padding": ints(la.padding, 2) if la.padding else 0, "groups": la.groups}
+        params = {"kernel": _ints(la.kernel, 2), "stride": _ints(la.stride, 2) if la.stride else None,
+                  "padding": _ints(la.padding, 2) if la.padding else 0, "groups": la.groups}
         params = {k: v for k, v in params.items() if v is not None}
         pairs = _node_pairs(_Op(la.op, la.out_shape, params), in_shape, la.name)
     pop.src, pop.dst = unique_pairs(pairs[0], pairs[1], pop.neurons)
@@ -389,8 +387,6 @@ def map_network(pops: list[Population], cfg: Any, source: str) -> int:
     for p in pops:
         if p.source is not None:
             readers[p.source].append(p)
-    from .loihi_map import partition
-
     found = {}
     for pop in pops:  # a fan-in no core holds is named in the network's order
         if pop.kind != "input":

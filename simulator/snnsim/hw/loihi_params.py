@@ -10,7 +10,7 @@ them can be overridden. :func:`loihi_config` resolves the section into a :class:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -184,7 +184,3 @@ def loihi_config(hw: Any) -> LoihiConfig:
     return LoihiConfig(preset=sec["preset"], **chip, values={k: float(v) for k, v in values.items()},
                        barrier=barrier, static_mw_per_chip=static, sources=sources)
 
-
-def with_values(cfg: LoihiConfig, **values: float) -> LoihiConfig:
-    """A copy with some preset values replaced (tests and studies)."""
-    return replace(cfg, values={**cfg.values, **values})

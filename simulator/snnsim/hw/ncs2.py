@@ -42,6 +42,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..fields import Field, Section
+from ..units import exact as _exact
 from .ncs2_graph import LAYER_TYPES, DenseLayer
 
 MAX_PS = 2**62
@@ -101,12 +102,6 @@ SECTION = Section(
 
 #: the hwconfig key that sets each layer type's utilisation
 UTIL_KEYS = {t: f"util_{t}" for t in LAYER_TYPES}
-
-
-def _exact(value: float | int) -> Fraction:
-    from ..units import exact
-
-    return exact(value)
 
 
 @dataclass(frozen=True)

@@ -122,10 +122,10 @@ def reference_loihi(hw: Any, wl: Any) -> dict[str, Any]:
     layer_index = {p.name: li for li, p in enumerate(pops)}
     core_layer = [li for li, p in enumerate(pops) for _ in range(p.cores)]
     tiles = len({(where(g)[0], (g % cfg.cores_per_chip) // cfg.cores_per_tile) for g in range(n_cores)})
+    spikes = {p.name: wl.spikes(p.name).reshape(s_n, t_n, -1) for p in pops if p.spiking}
     for s in range(s_n):
         for t in range(t_n):
-            fired_sets = {p.name: {i for i, x in enumerate(wl.spikes(p.name)[s, t].reshape(-1)) if x}
-                          for p in pops if p.spiking}
+            fired_sets = {name: {i for i, x in enumerate(a[s, t]) if x} for name, a in spikes.items()}
             core = {m: [0] * n_cores for m in ("fired", "sent", "received", "synops", "updated")}
             longest = 0
             for p in pops:
