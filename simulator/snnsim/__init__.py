@@ -1,6 +1,6 @@
 """snnsim: cycle-accurate, event-driven simulator for in-sensor spiking-neural-network chips.
 
-The public API is ``load_hardware``, ``load_workload``, ``simulate`` and ``Report``. Imports are
+The public API is ``load_hardware``, ``load_workload``, ``simulate``, ``sweep`` and ``Report``. Imports are
 lazy so that ``snnsim --help`` starts without loading Numba.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["load_hardware", "load_workload", "simulate", "Report", "__version__"]
+__all__ = ["load_hardware", "load_workload", "simulate", "sweep", "Report", "__version__"]
 
 
 def __getattr__(name: str):
@@ -24,6 +24,10 @@ def __getattr__(name: str):
         from .simulation import simulate
 
         return simulate
+    if name == "sweep":
+        from .sweeps import sweep
+
+        return sweep
     if name == "Report":
         from .report.report import Report
 

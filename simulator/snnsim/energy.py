@@ -7,6 +7,7 @@ entries inline; an override's source records the file it came from.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -99,6 +100,14 @@ def _parse_table(data: Any, origin: str) -> EnergyTable:
     return table
 
 
+@functools.lru_cache(maxsize=64)
+def _shipped_table(name: str) -> EnergyTable:
+    """A shipped table as parsed from its file, once per process (a sweep loads thousands of
+    hwconfigs); callers copy ``entries`` before changing them (the entries are frozen)."""
+    text = (resources.files("snnsim") / "tech" / f"{name}.yaml").read_text(encoding="utf-8")
+    return _parse_table(yaml.safe_load(text), f"snnsim/tech/{name}.yaml")
+
+
 def load_energy_table(name: str, overrides: dict[str, float] | None = None, origin: str = "",
                       override_origins: dict[str, str] | None = None) -> EnergyTable:
     """Load a shipped table by name and apply inline overrides (entry name -> value in its unit).
@@ -112,8 +121,8 @@ def load_energy_table(name: str, overrides: dict[str, float] | None = None, orig
         raise ConfigError("unknown technology table", file=origin or None, key="technology.table",
                           expected=f"one of {', '.join(names)}", found=name,
                           suggestion=did_you_mean(name, names))
-    text = (resources.files("snnsim") / "tech" / f"{name}.yaml").read_text(encoding="utf-8")
-    table = _parse_table(yaml.safe_load(text), f"snnsim/tech/{name}.yaml")
+    shipped = _shipped_table(name)
+    table = EnergyTable(shipped.name, shipped.description, dict(shipped.entries))
     for key, value in (overrides or {}).items():
         where = (override_origins or {}).get(key) or origin
         if key not in table.entries:

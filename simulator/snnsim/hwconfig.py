@@ -439,16 +439,43 @@ def _check_input_sections(raw: dict[str, Any], config: dict[str, Any], source: s
                               suggestion=suggestion)
 
 
-def load_hardware(path: str | Path | dict, overrides: list[str] | list[tuple[str, Any]] | None = None) -> Hardware:
+def check_override(key: str, value: Any, source: str = OVERRIDE_SOURCE) -> Any:
+    """Check one ``key.path=value`` on its own, as ``--set`` would (the key against the schema,
+    with the nearest key suggested; the value against its field's type and range), and return
+    the value normalised. Errors name ``source``. Constraints between keys are checked only when
+    a whole hwconfig is loaded."""
+    tree: dict[str, Any] = {}
+    try:
+        _apply_override(tree, key, value, source)
+    except ConfigError as e:
+        raise ConfigError(e.message, file=source, key=e.key, expected=e.expected, found=e.found,
+                          suggestion=e.suggestion) from None
+    section: Section = HWCONFIG
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if section.open_keys:
+            return check_value(value, section.values or Field("float", None, ""), file=source, key=key)
+        item = section.fields[part]
+        if i == len(parts) - 1:
+            if item.type == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            return check_value(value, item, file=source, key=key)
+        section = item
+    return value
+
+
+def load_hardware(path: str | Path | dict, overrides: list[str] | list[tuple[str, Any]] | None = None,
+                  *, source: str | None = None) -> Hardware:
     """Load, override, validate and resolve a hwconfig.
 
-    ``path`` is a YAML file or an already-parsed mapping; ``overrides`` are ``key.path=value``
-    strings (as given to ``--set``) or (key, value) pairs. An error about a value that came from
-    an override names ``--set`` as its file.
+    ``path`` is a YAML file or an already-parsed mapping (then ``source`` names it in errors and
+    in the report, e.g. the file it was read from); ``overrides`` are ``key.path=value`` strings
+    (as given to ``--set``) or (key, value) pairs. An error about a value that came from an
+    override names ``--set`` as its file.
     """
     if isinstance(path, dict):
         try:
-            raw, source = copy.deepcopy(path), "<dict>"
+            raw, source = copy.deepcopy(path), source or "<dict>"
         except RecursionError:
             raise ConfigError("configuration nested too deeply", file="<dict>",
                               expected=f"at most {MAX_DEPTH} levels of nesting",
