@@ -95,7 +95,7 @@ def _again(task: dict[str, Any], attempts: dict[int, int], retry: list[dict[str,
         retry.append(task)
 
 
-def connect(address: str, timeout: float = 10.0):
+def connect(address: str, timeout: float = 5.0):
     """A ``dask.distributed`` client of the scheduler at ``address``; a clear error when the
     extra is not installed or the scheduler does not answer."""
     try:
@@ -155,7 +155,7 @@ def run_dask(client, tasks: Iterable[dict[str, Any]], done: Done, tag: str) -> N
     first = [submit(t) for t in (next(todo, None) for _ in range(window)) if t is not None]
     if not first:
         return
-    pending = as_completed(first)
+    pending = as_completed(first, loop=client.loop)
     for fut in pending:
         task = by_key.pop(fut.key)
         try:
