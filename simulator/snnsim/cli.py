@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,9 +30,14 @@ def _set_option(p: argparse.ArgumentParser) -> None:
                    help="override a hwconfig value, e.g. --set link.lanes=4 (repeatable; see `snnsim schema`)")
 
 
-def _format_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="output on stdout: table (default on a terminal), json (default otherwise), or csv")
+def _format_option(p: argparse.ArgumentParser, summary: bool = False) -> None:
+    """``--format``; with ``summary`` (run, compare) the default off a terminal is one summary line."""
+    if summary:
+        text = ("output on stdout: table (default on a terminal), json (the full report), or csv; without "
+                "--format and not on a terminal, one summary line (the headline figures and the files written)")
+    else:
+        text = "output on stdout: table (default on a terminal), json (default otherwise), or csv"
+    p.add_argument("--format", choices=FORMATS, default=None, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hwconfig", help="hardware YAML, e.g. hwconfigs/p2m.yaml")
     p.add_argument("trace", help="spike trace (.npz, format v1 or v2), e.g. workloads/resnet_imagenet.npz")
     _set_option(p)
-    _format_option(p)
+    _format_option(p, summary=True)
     p.add_argument("-o", "--output", metavar="DIR",
                    help="also write report.json, report.csv and plots into DIR (never overwrites without --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing report files in DIR")
@@ -67,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trace", help="spike trace (.npz)")
     p.add_argument("--labels", help="comma-separated labels (default: the hwconfig names)")
     _set_option(p)
-    _format_option(p)
+    p.add_argument("--set-for", dest="chip_overrides", nargs=2, action="append", default=[],
+                   metavar=("CHIP", "KEY.PATH=VALUE"),
+                   help="override a hwconfig value of one chip only, after the --set items, e.g. "
+                        "--set-for 2 link.lanes=4; CHIP is the hwconfig's position on the command line "
+                        "(from 1) or its label (--labels, else the hwconfig's name); repeatable")
+    _format_option(p, summary=True)
     p.add_argument("-o", "--output", metavar="DIR", help="also write compare.json, compare.csv and compare.png")
     p.add_argument("--overwrite", action="store_true", help="allow replacing files in DIR")
 
@@ -152,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "NIR neuron; snnsim reads the exact one back from the node's metadata")
     t.add_argument("-o", "--output", metavar="GRAPH", help="NIR file to write")
     t.add_argument("--overwrite", action="store_true")
+
+    from .cli_plot import add_plot_parser
+    from .cli_sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
+    add_plot_parser(sub)
     return parser
 
 
@@ -178,8 +195,14 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _default_format(fmt: str | None) -> str:
-    return fmt or ("table" if sys.stdout.isatty() else "json")
+def _default_format(fmt: str | None, summary: bool = False) -> str:
+    """The ``--format`` given; else table on a terminal, and off a terminal json, or with
+    ``summary`` (run, compare) "summary": one line of headline figures."""
+    if fmt:
+        return fmt
+    if sys.stdout.isatty():
+        return "table"
+    return "summary" if summary else "json"
 
 
 def _output_file(path: str | os.PathLike[str], overwrite: bool, inputs: Iterable[str | None] = ()) -> Path:
@@ -271,7 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .simulation import simulate
     from .workload.trace import load_workload
 
-    fmt = _default_format(args.format)
+    fmt = _default_format(args.format, summary=True)
     hw = load_hardware(args.hwconfig, args.overrides)
     wl = load_workload(args.trace)
     outdir = None
@@ -289,6 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"snnsim: {args.trace}: the trace disagrees with the core's arithmetic; not simulated\n")
             return 1
     report = simulate(hw, wl, progress=_Progress(args.progress))
+    written: list[Path] = []
     if outdir is not None:
         from .fileio import writing
 
@@ -306,7 +330,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                     if os.path.lexists(stale) and not stale.is_dir():
                         with writing(stale):
                             stale.unlink()
-    if fmt == "csv":
+        written = [outdir / n for n in (RUN_REPORT_FILES if args.no_plots else names)]
+    if fmt == "summary":
+        _emit(writers.summary_line(report, written))
+    elif fmt == "csv":
         _emit(writers.to_csv(report, summary_rows=True))
     else:
         _emit({"table": writers.format_table, "json": writers.to_json}[fmt](report))
@@ -323,12 +350,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.hwconfigs) < 2:
         raise UsageError("compare needs at least two hwconfigs and a trace", key="compare",
                          expected="HWCONFIG HWCONFIG [...] TRACE", found=" ".join(args.hwconfigs + [args.trace]))
-    fmt = _default_format(args.format)
+    fmt = _default_format(args.format, summary=True)
     hws = [load_hardware(h, args.overrides) for h in args.hwconfigs]
     labels = args.labels.split(",") if args.labels else [h.name for h in hws]
     if len(labels) != len(hws):
         raise UsageError("one label per hwconfig", key="--labels", expected=f"{len(hws)} labels",
                          found=f"{len(labels)}: {args.labels}")
+    per_chip = _chip_overrides(args.chip_overrides, labels)
+    for i, items in enumerate(per_chip):
+        if items:
+            hws[i] = _load_with(args.hwconfigs[i], args.overrides, items, i + 1)
+    if not args.labels:  # a --set-for name=... renames its chip
+        labels = [h.name for h in hws]
     wl = load_workload(args.trace)
     outdir = _prepare_outdir(args.output, COMPARE_FILES, args.overwrite, [*args.hwconfigs, args.trace]) \
         if args.output else None
@@ -342,9 +375,76 @@ def cmd_compare(args: argparse.Namespace) -> int:
             _safe_write(outdir / "compare.csv", writers.compare_csv(reports, labels), True)
             with writing(outdir / "compare.png"):
                 compare_plot(reports, labels, outdir / "compare.png")
+    if fmt == "summary":
+        written = [outdir / n for n in COMPARE_FILES] if outdir is not None else []
+        _emit(writers.compare_summary_line(reports, labels, written))
+        return 0
     out = {"table": writers.format_compare, "json": writers.compare_json, "csv": writers.compare_csv}[fmt]
     _emit(out(reports, labels))
     return 0
+
+
+_POSITION = re.compile(r"[+-]?[0-9]+")
+
+
+def _chip_index(chip: str, labels: Sequence[str]) -> int:
+    """The 0-based index of the chip ``chip`` names: its 1-based position, or its label."""
+    from .errors import UsageError, nearest
+
+    n = len(labels)
+    listing = ", ".join(f"{i} = {lb}" for i, lb in enumerate(labels, 1))
+    text = chip.strip()
+    if _POSITION.fullmatch(text):
+        pos = int(text)
+        if 1 <= pos <= n:
+            return pos - 1
+        raise UsageError("no chip at this position", key="--set-for",
+                         expected=f"a position from 1 to {n}, or a label", found=chip,
+                         suggestion=f"positions count the hwconfigs from 1: {listing}")
+    hits = [i for i, lb in enumerate(labels) if lb == text]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise UsageError("two or more chips have this label", key="--set-for",
+                         expected="a label of one chip, or a position", found=chip,
+                         suggestion=f"name the chip by its position: {listing}")
+    best = nearest(text, labels)
+    raise UsageError("no chip has this label", key="--set-for",
+                     expected=f"a position from 1 to {n}, or a label", found=chip,
+                     suggestion=f"{f'did you mean {best!r}? ' if best else ''}the chips are {listing}")
+
+
+def _chip_overrides(items: Sequence[Sequence[str]], labels: Sequence[str]) -> list[list[str]]:
+    """The ``--set-for CHIP KEY=VALUE`` items of each chip, in order; each is parsed as --set's are."""
+    from .errors import ConfigError
+    from .hwconfig import parse_overrides
+
+    per_chip: list[list[str]] = [[] for _ in labels]
+    for chip, item in items:
+        index = _chip_index(chip, labels)
+        try:
+            parse_overrides([item], source="--set-for")
+        except ConfigError as e:
+            raise ConfigError(e.message, file=e.file, key=e.key, expected=e.expected, found=e.found,
+                              suggestion=f"for example --set-for {index + 1} link.lanes=4") from None
+        per_chip[index].append(item)
+    return per_chip
+
+
+def _load_with(hwconfig: str, overrides: Sequence[str], chip_items: Sequence[str], position: int):
+    """Load one chip of ``compare`` with the --set items, then its own --set-for items. The chip
+    has loaded with the --set items alone, so an error about an override here is about one of
+    its --set-for items: it names ``--set-for POSITION``."""
+    from .errors import ConfigError
+    from .hwconfig import OVERRIDE_SOURCE, load_hardware
+
+    try:
+        return load_hardware(hwconfig, [*overrides, *chip_items])
+    except ConfigError as e:
+        if e.file != OVERRIDE_SOURCE:
+            raise
+        raise ConfigError(e.message, file=f"--set-for {position}", key=e.key, expected=e.expected,
+                          found=e.found, suggestion=e.suggestion) from None
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -638,6 +738,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verb == "workload":
             return cmd_workload(args, parser)
+        if args.verb == "sweep":
+            from .cli_sweep import cmd_sweep
+
+            return cmd_sweep(args)
+        if args.verb == "plot":
+            from .cli_plot import cmd_plot
+
+            return cmd_plot(args)
         return {"run": cmd_run, "compare": cmd_compare, "info": cmd_info, "validate": cmd_validate,
                 "verify": cmd_verify, "schema": cmd_schema}[args.verb](args)
     except SnnsimError as e:

@@ -25,8 +25,8 @@ _SAVE = {"dpi": DPI, "format": "png", "metadata": {"Software": None}}
 _WIDE = 100.0  # max/min ratio above which a positive-valued axis goes logarithmic
 
 
-def _figure(width: float, height: float, ncols: int = 1):
-    """A new Agg-backed figure and its axes (no pyplot, no global figure registry)."""
+def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
+    """A new Agg-backed figure and its axes, row by row (no pyplot, no global figure registry)."""
     import matplotlib
 
     if "matplotlib.pyplot" not in sys.modules:
@@ -39,8 +39,8 @@ def _figure(width: float, height: float, ncols: int = 1):
 
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, list(axes)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
 
 
 def _save(fig, path: Path) -> Path:
@@ -58,6 +58,15 @@ def _energy_unit(values: Sequence[float]) -> tuple[float, str]:
         if peak >= div:
             return div, unit
     return 1.0, "pJ"
+
+
+def _time_unit(values: Sequence[float]) -> tuple[float, str]:
+    """Divisor and unit (ps/ns/us/ms/s) that keep the largest of ``values`` (ps) readable."""
+    peak = max((abs(v) for v in values if v is not None and math.isfinite(v)), default=0.0)
+    for div, unit in ((1e12, "s"), (1e9, "ms"), (1e6, "us"), (1e3, "ns")):
+        if peak >= div:
+            return div, unit
+    return 1.0, "ps"
 
 
 def _is_wide(values: Sequence[float]) -> bool:
@@ -244,7 +253,8 @@ def _grouped(ax, groups: Sequence[str], series: Sequence[tuple[str, Sequence[flo
 
 
 def compare_plot(reports: Sequence[Report], labels: Sequence[str], path: str | Path) -> Path:
-    """Grouped bars: energy per frame by component (and total), and bits per frame, per report."""
+    """Four panels of grouped bars, one bar per report: energy per frame by component (and
+    total), bits per frame, latency (mean, and makespan per frame), and EDP."""
     if len(reports) != len(labels) or not reports:
         raise ValueError(f"{len(reports)} reports but {len(labels)} labels")
     import matplotlib
@@ -262,7 +272,16 @@ def compare_plot(reports: Sequence[Report], labels: Sequence[str], path: str | P
             for r in reports]
     b_log = _is_wide([v for row in bits for v in row])
 
-    fig, (ax0, ax1) = _figure(max(10.0, 2.2 * len(reports) + 6.0), 4.8, ncols=2)
+    lat_groups = ["mean latency", "makespan per frame"]
+    lat = [[r.summary["delay"]["latency_ps_mean"], r.summary["delay"]["makespan_ps"] / max(r.summary["frames"], 1)]
+           for r in reports]
+    t_log = _is_wide([v for row in lat for v in row])
+    t_div, t_unit = _time_unit([v for row in lat for v in row])
+
+    edp = [r.summary.get("edp_j_s") or 0.0 for r in reports]
+    d_log = _is_wide(edp)
+
+    fig, (ax0, ax1, ax2, ax3) = _figure(max(10.0, 2.2 * len(reports) + 6.0), 9.0, ncols=2, nrows=2)
     _grouped(ax0, groups, [(lb, [v / div for v in row]) for lb, row in zip(labels, pj, strict=True)], colors)
     if e_log:
         ax0.set_yscale("log")
@@ -276,9 +295,31 @@ def compare_plot(reports: Sequence[Report], labels: Sequence[str], path: str | P
              fmt=lambda v: f"{v:,.0f}")
     if b_log:
         ax1.set_yscale("log")
+    ax1.set_xlabel("sensor-to-core traffic")
     ax1.set_ylabel(f"bits per frame{' (log scale)' if b_log else ''}")
     ax1.set_title("Sensor-to-core traffic per frame", fontsize=10)
     ax1.margins(y=0.15)
     ax1.legend(fontsize=8, frameon=False)
+
+    _grouped(ax2, lat_groups, [(lb, [v / t_div for v in row]) for lb, row in zip(labels, lat, strict=True)],
+             colors)
+    if t_log:
+        ax2.set_yscale("log")
+    ax2.set_xlabel("delay")
+    ax2.set_ylabel(f"time per frame ({t_unit}{', log scale' if t_log else ''})")
+    ax2.set_title("Latency per frame (mean) and makespan per frame", fontsize=10)
+    ax2.margins(y=0.15)
+    ax2.legend(fontsize=8, frameon=False)
+
+    bars = ax3.bar(range(len(labels)), edp, color=colors, width=0.6)
+    ax3.bar_label(bars, labels=[f"{v:.3g}" for v in edp], fontsize=7, padding=1)
+    if d_log:
+        ax3.set_yscale("log")
+    ax3.set_xticks(range(len(labels)))
+    ax3.set_xticklabels(labels)
+    ax3.set_xlabel("chip")
+    ax3.set_ylabel(f"energy-delay product (J*s{', log scale' if d_log else ''})")
+    ax3.set_title("EDP (energy per frame x mean latency)", fontsize=10)
+    ax3.margins(y=0.15)
     fig.suptitle("Comparison: " + " vs ".join(labels), fontsize=11)
     return _save(fig, Path(path))

@@ -20,7 +20,7 @@ from .report import COLUMNS, Report
 
 __all__ = [
     "to_json", "write_json", "to_csv", "write_csv", "format_table", "fmt_quantity",
-    "compare_rows", "format_compare", "compare_csv", "compare_json",
+    "compare_rows", "format_compare", "compare_csv", "compare_json", "summary_line", "compare_summary_line",
 ]
 
 COMPARE_SCHEMA_NAME = "snnsim-compare"
@@ -593,3 +593,69 @@ def compare_json(reports: Sequence[Report], labels: Sequence[str]) -> str:
         "rows": rows,
     }
     return _dumps(top)
+
+
+# -- one-line summaries --------------------------------------------------------------------------
+
+def _one_line(text: Any) -> str:
+    """``text`` with line breaks turned into spaces, so that a summary stays one line."""
+    return " ".join(str(text).splitlines()) if text is not None else "?"
+
+
+def _edp_text(v: float | None) -> str:
+    return "n/a" if v is None else f"{float(v):.4g} J*s"
+
+
+def _headline(s: dict[str, Any]) -> tuple[str, str, str]:
+    """Energy per frame, mean latency and EDP of a summary, each with a readable unit."""
+    return (f"{fmt_quantity(s['energy']['total_pj_per_frame'], 'pJ')}/frame",
+            f"latency {fmt_quantity(s['delay']['latency_ps_mean'], 'ps')}",
+            f"EDP {_edp_text(s.get('edp_j_s'))}")
+
+
+def _frames_text(s: dict[str, Any]) -> str:
+    frames = s.get("frames")
+    plural = "" if frames == 1 else "s"
+    return f"{_count(frames)} frame{plural}, T={_count(s.get('time_steps'))}"
+
+
+def _wrote(written: Sequence[str | Path]) -> str:
+    return "; wrote " + ", ".join(_one_line(w) for w in written) if written else ""
+
+
+def summary_line(report: Report, written: Sequence[str | Path] = ()) -> str:
+    """One line: what ran, energy per frame, latency, EDP and wire bits per frame, and the files
+    ``written`` (if any). No newline at the end."""
+    m, s = report.meta, report.summary
+    hw, wl = m.get("hardware", {}), m.get("workload", {})
+    energy, latency, edp = _headline(s)
+    return (f"snnsim run: {_one_line(wl.get('model'))} on {_one_line(hw.get('name'))} "
+            f"({_one_line(hw.get('source'))}) x {_one_line(wl.get('source'))}: {_frames_text(s)}: "
+            f"{energy}, {latency}, {edp}, {_count(s['bandwidth']['wire_bits_per_frame'])} bits/frame "
+            f"on the wire{_wrote(written)}")
+
+
+def compare_summary_line(reports: Sequence[Report], labels: Sequence[str],
+                         written: Sequence[str | Path] = ()) -> str:
+    """One line: each chip's label with its energy per frame, latency and EDP, and after the
+    first their ratios to the first's; then the files ``written`` (if any). No newline at the end."""
+    labels = _labels(reports, labels)
+    first = reports[0]
+    wl = first.meta.get("workload", {})
+    ref = first.summary
+
+    def ratio(get, s: dict[str, Any]) -> str:
+        r = _ratio(get(s), get(ref))
+        return " (n/a)" if r is None else f" ({r:.3g}x)"
+
+    getters = (lambda s: s["energy"]["total_pj_per_frame"], lambda s: s["delay"]["latency_ps_mean"],
+               lambda s: s.get("edp_j_s"))
+    chips = []
+    for i, (lb, r) in enumerate(zip(labels, reports, strict=True)):
+        parts = _headline(r.summary)
+        if i:
+            parts = tuple(p + ratio(g, r.summary) for p, g in zip(parts, getters, strict=True))
+        chips.append(f"{_one_line(lb)} ({_one_line(r.meta.get('hardware', {}).get('source'))}) "
+                     + ", ".join(parts))
+    return (f"snnsim compare: {_one_line(wl.get('model'))} x {_one_line(wl.get('source'))}: "
+            f"{_frames_text(ref)}, ratios to {_one_line(labels[0])}: " + "; ".join(chips) + _wrote(written))

@@ -127,7 +127,7 @@ def run_sweep(spec: SweepSpec, output: str | os.PathLike[str] | None = None, *, 
         work = tasks(spec, todo)
         try:
             if client is not None:
-                execute.run_dask(client, work, done, spec.digest()[:12])
+                execute.run_dask(client, work, done, spec.digest()[:12], len(todo))
             elif jobs > 1 and len(todo) > 1:
                 from .worker import preload
 

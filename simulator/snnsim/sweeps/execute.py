@@ -135,35 +135,64 @@ def check_cluster(client, files: dict[str, str]) -> None:
                              "worker sees them under the same path")
 
 
-def run_dask(client, tasks: Iterable[dict[str, Any]], done: Done, tag: str) -> None:
-    """The tasks on a Dask cluster. A worker that dies is handled by the scheduler: its tasks are
-    started again on the others (``distributed.scheduler.allowed-failures`` times); a point that
-    keeps killing workers is recorded as failed."""
+def run_points(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Several points in one task: on a cluster, a task costs a round trip to the scheduler
+    (milliseconds), as much as a small point's simulation."""
+    return [run_point(t) for t in tasks]
+
+
+def run_dask(client, tasks: Iterable[dict[str, Any]], done: Done, tag: str, total: int) -> None:
+    """The tasks on a Dask cluster, in chunks of a few points. A worker that dies is handled by
+    the scheduler: its chunks are started again on the others (``distributed.scheduler.
+    allowed-failures`` times); a chunk that keeps killing workers is split, and a point that
+    still does is recorded as failed."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
+    from .worker import preload
+
     todo = iter(tasks)
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    # chunks small enough that every worker gets several (and a retry redoes little), large
+    # enough that the round trips do not dominate
+    chunk = max(1, min(16, total // (n_workers * 16)))
     window = n_workers * IN_FLIGHT_PER_WORKER
-    by_key: dict[str, dict[str, Any]] = {}
+    by_key: dict[str, list[dict[str, Any]]] = {}
 
-    def submit(task: dict[str, Any]):
-        key = f"snnsim-point-{tag}-{task['index']}"
-        by_key[key] = task
-        return client.submit(run_point, task, key=key, pure=False, retries=MAX_ATTEMPTS - 1)
+    def submit(batch: list[dict[str, Any]]):
+        key = f"snnsim-points-{tag}-{batch[0]['index']}-{len(batch)}"
+        by_key[key] = batch
+        return client.submit(run_points, batch, key=key, pure=False, retries=MAX_ATTEMPTS - 1)
 
-    first = [submit(t) for t in (next(todo, None) for _ in range(window)) if t is not None]
-    if not first:
+    def take(n: int) -> list[dict[str, Any]]:
+        out = []
+        for t in todo:
+            out.append(t)
+            if len(out) == n:
+                break
+        return out
+
+    batches = [b for b in (take(chunk) for _ in range(window)) if b]
+    if not batches:
         return
+    # every worker loads the first chunks' traces at once, rather than each on its first point
+    client.run(preload, sorted({t["workload_file"] for b in batches for t in b}))
+    first = [submit(b) for b in batches]
     pending = as_completed(first, loop=client.loop)
     for fut in pending:
-        task = by_key.pop(fut.key)
+        batch = by_key.pop(fut.key)
         try:
-            result = fut.result()
+            results = fut.result()
         except KilledWorker:
-            result = _dead(task, "Dask workers died running this point")
-        done(result)
+            if len(batch) > 1:  # find the point that kills: each alone
+                for t in batch:
+                    pending.add(submit([t]))
+                fut.release()
+                continue
+            results = [_dead(batch[0], "Dask workers died running this point")]
+        for r in results:
+            done(r)
         fut.release()
-        nxt = next(todo, None)
-        if nxt is not None:
+        nxt = take(chunk)
+        if nxt:
             pending.add(submit(nxt))
