@@ -225,3 +225,34 @@ def test_python_api_returns_the_table(tmp_path, files, monkeypatch):
     with pytest.raises(ConfigError, match="link.lanes"):
         snnsim.sweep({"hwconfig": "p2m.yaml", "workload": "tiny.npz", "axes": {"link.lanes": [1.5]}})
     assert not any(tmp_path.glob("*.jsonl"))  # no folder given: nothing written
+
+
+def test_p2m_sweep_yaml_is_the_twin_of_sweep_sh(tmp_path):
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sh = (root / "reports" / "p2m" / "sweep.sh").read_text()
+    lanes = [int(v) for v in re.search(r"for lanes in ([0-9 ]+); do", sh).group(1).split()]
+    widths = [int(v) for v in re.search(r"for vw in ([0-9 ]+); do", sh).group(1).split()]
+    spec = load_spec(root / "reports" / "p2m" / "sweep.yaml")
+    assert [dict(p.axes) for p in spec.points] == [{"link.lanes": la, "core.vector_width": w}
+                                                   for la in lanes for w in widths]
+    assert set(spec.workloads.values()) == {root / "workloads" / "resnet_imagenet.npz"}
+    table = snnsim.sweep(str(root / "reports" / "p2m" / "sweep.yaml"))
+    hw = snnsim.load_hardware(str(root / "hwconfigs" / "p2m.yaml"), [f"link.lanes={lanes[-1]}",
+                                                                     f"core.vector_width={widths[0]}"])
+    one = snnsim.simulate(hw, snnsim.load_workload(str(root / "workloads" / "resnet_imagenet.npz")))
+    row = table.rows[len(widths) * (len(lanes) - 1)]
+    from snnsim.sweeps.worker import flatten
+
+    assert {k: row[k] for k in flatten(one.summary)} == flatten(one.summary)
+
+
+def test_energy_entries_and_dotted_names_are_sweepable(tmp_path, files):
+    s = load_spec(write_spec(tmp_path, {**GRID, "axes": {"technology.overrides.p2m.adc_conversion": [10, 20.5]}}))
+    assert [dict(p.overrides) for p in s.points] == [{"technology.overrides.p2m.adc_conversion": 10.0},
+                                                     {"technology.overrides.p2m.adc_conversion": 20.5}]
+    t = snnsim.sweep(str(write_spec(tmp_path, {**GRID, "axes": {"technology.overrides.p2m.adc_conversion": [10, 20.5]}})))
+    e = t.column("energy.by_component_pj_per_frame.sensor")
+    assert not t.failed and e[1] > e[0]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A design-space sweep as a shell loop: link lanes x core vector width on the committed ResNet-18
+# A design-space sweep as a shell loop (its `snnsim sweep` twin: reports/p2m/sweep.yaml): link lanes x core vector width on the committed ResNet-18
 # trace, one CSV of tidy rows with the swept values prepended. Run from the repository root:
 #   bash reports/p2m/sweep.sh > sweep.csv
 set -euo pipefail
