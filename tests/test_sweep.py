@@ -244,7 +244,7 @@ def test_p2m_sweep_yaml_is_the_twin_of_sweep_sh(tmp_path):
                                                                      f"core.vector_width={widths[0]}"])
     one = snnsim.simulate(hw, snnsim.load_workload(str(root / "workloads" / "resnet_imagenet.npz")))
     row = table.rows[len(widths) * (len(lanes) - 1)]
-    from snnsim.sweeps.worker import flatten
+    from snnsim.report.report import flatten
 
     assert {k: row[k] for k in flatten(one.summary)} == flatten(one.summary)
 

@@ -333,15 +333,15 @@ def _os_error(name: str, e: OSError) -> ConfigError:
                        found=reason, suggestion=hint)
 
 
-def _read_bounded(path: str | Path) -> bytes:
-    """The bytes of a hwconfig file, refusing a missing, unreadable or oversized one."""
+def _read_bounded(path: str | Path, kind: str = "hwconfig") -> bytes:
+    """The bytes of a ``kind`` file (a hwconfig, a sweep spec), refusing a missing, unreadable or oversized one."""
     p, name = Path(path), str(path)
     if "\x00" in name:
         raise ConfigError("invalid file name", file=repr(name), expected="a file path without NUL characters",
                           found="a NUL character in the path")
     try:
         if not p.exists():
-            raise ConfigError("file not found", file=name, expected="an existing hwconfig YAML file",
+            raise ConfigError("file not found", file=name, expected=f"an existing {kind} YAML file",
                               found="no such file", suggestion=_sibling_hint(p, ".yaml"))
         if p.is_dir():
             raise ConfigError("is a directory", file=name, expected="a YAML file", found="a directory")
@@ -350,24 +350,26 @@ def _read_bounded(path: str | Path) -> bytes:
     except OSError as e:
         raise _os_error(name, e) from None
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigError("file too large for a hwconfig", file=name,
+        raise ConfigError(f"file too large for a {kind}", file=name,
                           expected=f"a YAML file of at most {MAX_FILE_BYTES} bytes (1 MiB)",
                           found=f"more than {MAX_FILE_BYTES} bytes",
-                          suggestion="is this the right file? a hwconfig is a few kilobytes")
+                          suggestion=f"is this the right file? a {kind} is a few kilobytes")
     return data
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file safely, turning every failure into a ConfigError naming the file."""
+def read_yaml(path: str | Path, kind: str = "hwconfig") -> Any:
+    """Parse a YAML file (a ``kind``: hwconfig, sweep spec) safely, turning every failure into a
+    ConfigError naming the file."""
     name = str(path)
-    data = _read_bounded(path)
+    data = _read_bounded(path, kind)
     for magic, what, hint in _FOREIGN_MAGIC:
         if data.startswith(magic):
-            raise ConfigError("not a hwconfig", file=name, expected="a hwconfig YAML file", found=what,
+            raise ConfigError(f"not a {kind}", file=name, expected=f"a {kind} YAML file", found=what,
                               suggestion=hint)
     if Path(path).suffix.lower() == ".npz":
-        raise ConfigError("not a hwconfig", file=name, expected="a hwconfig YAML file",
-                          found="a .npz file: this looks like a spike trace, not a hwconfig", suggestion=_ORDER_HINT)
+        raise ConfigError(f"not a {kind}", file=name, expected=f"a {kind} YAML file",
+                          found=f"a .npz file: this looks like a spike trace, not a {kind}",
+                          suggestion=_ORDER_HINT if kind == "hwconfig" else None)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise ConfigError("not a text file", file=name, expected="UTF-8 YAML text",

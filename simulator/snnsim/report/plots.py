@@ -252,6 +252,17 @@ def _grouped(ax, groups: Sequence[str], series: Sequence[tuple[str, Sequence[flo
     ax.set_xticklabels(groups)
 
 
+def _panel(ax, log: bool, xlabel: str, ylabel: str, title: str) -> None:
+    """Scale, labels, title, headroom for the value labels, and the legend of a compare panel."""
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.margins(y=0.15)
+    ax.legend(fontsize=8, frameon=False)
+
+
 def compare_plot(reports: Sequence[Report], labels: Sequence[str], path: str | Path) -> Path:
     """Four panels of grouped bars, one bar per report: energy per frame by component (and
     total), bits per frame, latency (mean, and makespan per frame), and EDP."""
@@ -283,33 +294,18 @@ def compare_plot(reports: Sequence[Report], labels: Sequence[str], path: str | P
 
     fig, (ax0, ax1, ax2, ax3) = _figure(max(10.0, 2.2 * len(reports) + 6.0), 9.0, ncols=2, nrows=2)
     _grouped(ax0, groups, [(lb, [v / div for v in row]) for lb, row in zip(labels, pj, strict=True)], colors)
-    if e_log:
-        ax0.set_yscale("log")
-    ax0.set_xlabel("component")
-    ax0.set_ylabel(f"energy per frame ({unit}{', log scale' if e_log else ''})")
-    ax0.set_title("Energy per frame by component", fontsize=10)
-    ax0.margins(y=0.15)
-    ax0.legend(fontsize=8, frameon=False)
+    _panel(ax0, e_log, "component", f"energy per frame ({unit}{', log scale' if e_log else ''})",
+           "Energy per frame by component")
 
     _grouped(ax1, bit_groups, [(lb, row) for lb, row in zip(labels, bits, strict=True)], colors,
              fmt=lambda v: f"{v:,.0f}")
-    if b_log:
-        ax1.set_yscale("log")
-    ax1.set_xlabel("sensor-to-core traffic")
-    ax1.set_ylabel(f"bits per frame{' (log scale)' if b_log else ''}")
-    ax1.set_title("Sensor-to-core traffic per frame", fontsize=10)
-    ax1.margins(y=0.15)
-    ax1.legend(fontsize=8, frameon=False)
+    _panel(ax1, b_log, "sensor-to-core traffic", f"bits per frame{' (log scale)' if b_log else ''}",
+           "Sensor-to-core traffic per frame")
 
     _grouped(ax2, lat_groups, [(lb, [v / t_div for v in row]) for lb, row in zip(labels, lat, strict=True)],
              colors)
-    if t_log:
-        ax2.set_yscale("log")
-    ax2.set_xlabel("delay")
-    ax2.set_ylabel(f"time per frame ({t_unit}{', log scale' if t_log else ''})")
-    ax2.set_title("Latency per frame (mean) and makespan per frame", fontsize=10)
-    ax2.margins(y=0.15)
-    ax2.legend(fontsize=8, frameon=False)
+    _panel(ax2, t_log, "delay", f"time per frame ({t_unit}{', log scale' if t_log else ''})",
+           "Latency per frame (mean) and makespan per frame")
 
     bars = ax3.bar(range(len(labels)), edp, color=colors, width=0.6)
     ax3.bar_label(bars, labels=[f"{v:.3g}" for v in edp], fontsize=7, padding=1)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, did_you_mean
-from .report import COLUMNS, SCHEMA_NAME, Record, Report
+from .report import COLUMNS, SCHEMA_NAME, Record, Report, flatten
 from .units import METRIC_ALIASES
 
 MAX_READ_BYTES = 2 * 1024**3  # 2 GiB: a larger file is refused before it is read
@@ -113,13 +113,8 @@ def load_report(path: str | Path) -> Report:
 def flatten_summary(summary: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """The summary's numeric scalars under dotted keys, as a sweep's metric columns name them
     (lists such as ``layers`` and non-numbers are left out)."""
-    out: dict[str, float] = {}
-    for k, v in summary.items():
-        if isinstance(v, dict):
-            out.update(flatten_summary(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[f"{prefix}{k}"] = v
-    return out
+    return {k: v for k, v in flatten(summary, prefix).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 @dataclass

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, UsageError, did_you_mean
+from ..errors import ConfigError, did_you_mean
 
 SPEC_KEYS = ("name", "hwconfig", "workload", "set", "axes", "points", "sample", "reports")
 SAMPLE_KEYS = ("n", "seed", "axes")
@@ -44,7 +44,6 @@ SPECIAL = ("hwconfig", "workload")
 #: Points a spec may expand to: a bound on what the expansion allocates (a grid of ten axes of
 #: ten values is ten billion points, and would never finish anyway).
 MAX_POINTS = 1_000_000
-MAX_SPEC_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -412,30 +411,6 @@ def _sha256(path: Path) -> str:
 
 
 def _read_spec(path: Path) -> Any:
-    from ..hwconfig import load_yaml_text
+    from ..hwconfig import read_yaml
 
-    name = str(path)
-    try:
-        if not path.is_file():
-            raise UsageError("sweep spec not found", file=name, expected="a sweep spec YAML file",
-                             found="a directory" if path.is_dir() else "no such file")
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_SPEC_BYTES + 1)
-    except OSError as e:
-        raise UsageError("cannot read the sweep spec", file=name, expected="a readable YAML file",
-                         found=str(e.strerror or e)) from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise UsageError("sweep spec too large", file=name, expected=f"at most {MAX_SPEC_BYTES} bytes",
-                         found=f"more than {MAX_SPEC_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UsageError("not a text file", file=name, expected="UTF-8 YAML text",
-                         found=f"undecodable byte at offset {e.start}") from None
-    import yaml
-
-    try:
-        return load_yaml_text(text, name)
-    except yaml.YAMLError as e:
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError("malformed YAML", file=name, expected="valid YAML", found=str(problem)) from None
+    return read_yaml(path, "sweep spec")

@@ -15,29 +15,14 @@ import os
 from collections import OrderedDict
 from typing import Any
 
+from ..report.report import flatten
+
 #: Traces kept loaded per process; the least recently used is dropped beyond this (a sweep over
 #: many traces must not hold them all).
 MAX_CACHED_TRACES = 8
 
 _HWCONFIGS: dict[str, Any] = {}
 _TRACES: OrderedDict[str, Any] = OrderedDict()
-
-
-def flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The summary's scalars under dotted keys, in the summary's order; lists (per layer, per
-    step) are left out: they belong in a full report, not in one row."""
-    out: dict[str, Any] = {}
-    for k, v in summary.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, (list, tuple)):
-            continue
-        elif v is None or isinstance(v, (bool, int, float, str)):
-            out[key] = v
-        else:  # a NumPy scalar that slipped through
-            out[key] = v.item() if hasattr(v, "item") else str(v)
-    return out
 
 
 def _hwconfig(path: str) -> Any:
