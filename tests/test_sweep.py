@@ -256,3 +256,13 @@ def test_energy_entries_and_dotted_names_are_sweepable(tmp_path, files):
     t = snnsim.sweep(str(write_spec(tmp_path, {**GRID, "axes": {"technology.overrides.p2m.adc_conversion": [10, 20.5]}})))
     e = t.column("energy.by_component_pj_per_frame.sensor")
     assert not t.failed and e[1] > e[0]
+
+
+def test_bad_jobs_and_jobs_with_scheduler_exit_2(tmp_path, files, capsys):
+    spec = str(write_spec(tmp_path, GRID))
+    out = tmp_path / "r"
+    assert main(["sweep", spec, "-o", str(out), "-j", "0"]) == 2
+    assert "-j" in capsys.readouterr().err
+    assert main(["sweep", spec, "-o", str(out), "-j", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert not out.exists()

@@ -45,8 +45,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .errors import UsageError
     from .sweeps import ProgressBar, load_spec, run_sweep
 
-    if args.jobs < 1:
-        raise UsageError("invalid number of jobs", key="-j", expected="an integer >= 1", found=str(args.jobs))
     if args.scheduler is not None and args.jobs != 1:
         raise UsageError("-j and --scheduler exclude each other", key="-j",
                          expected="local processes (-j N) or a Dask cluster (--scheduler)",

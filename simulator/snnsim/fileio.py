@@ -119,6 +119,17 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 
 # ----------------------------------------------------------------------------- output checks
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB pieces (a trace can be gigabytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether ``a`` and ``b`` name the same file: the same inode where both exist (hard links,
     symbolic links, ``./x`` vs ``x``), otherwise the same resolved path."""

@@ -24,7 +24,7 @@ from .plots import _COLORS, _figure, _layer_ticks
 from .report import Report
 from .tables import (
     MAX_READ_BYTES,
-    SweepTable,
+    SavedSweep,
     _listing,
     _order,
     _show,
@@ -41,7 +41,7 @@ from .tables import (
 )
 from .units import Quantity, axis_quantity, format_value, quantity, si_format
 
-__all__ = ["MAX_READ_BYTES", "SweepTable", "report_from_dict", "load_report", "load_sweep",
+__all__ = ["MAX_READ_BYTES", "SavedSweep", "report_from_dict", "load_report", "load_sweep",
            "flatten_summary", "pareto_front", "resolve_metric", "resolve_axis", "parse_value",
            "parse_where", "breakdown_figure", "layers_figure", "steps_figure", "pareto_figure",
            "heatmap_figure", "line_figure", "save_figure", "FORMATS"]
@@ -370,7 +370,7 @@ def _ambiguous(cells: dict, keys: Sequence[str], exclude: Sequence[str], what: s
                      suggestion=f"fix the other columns with {example} (repeatable)")
 
 
-def heatmap_figure(table: SweepTable, x: str, y: str, metric: str,
+def heatmap_figure(table: SavedSweep, x: str, y: str, metric: str,
                    where: Sequence[tuple[str, Any]] = (), log: str | None = None):
     """``metric`` over the grid of axes ``x`` and ``y``, each cell annotated with its value."""
     import numpy as np
@@ -422,7 +422,7 @@ def heatmap_figure(table: SweepTable, x: str, y: str, metric: str,
     return fig
 
 
-def line_figure(table: SweepTable, x: str, metric: str,
+def line_figure(table: SavedSweep, x: str, metric: str,
                 where: Sequence[tuple[str, Any]] = (), log: str | None = None):
     """``metric`` against axis ``x``: one line per workload (and per hwconfig when several)."""
     rows = filter_rows(table.rows, where)

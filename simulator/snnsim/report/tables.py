@@ -118,7 +118,7 @@ def flatten_summary(summary: dict[str, Any], prefix: str = "") -> dict[str, floa
 
 
 @dataclass
-class SweepTable:
+class SavedSweep:
     """A sweep's results: the ``ok`` rows (cells parsed), which columns are axes and metrics,
     and how many rows failed."""
 
@@ -168,7 +168,7 @@ def _sweep_files(path: Path) -> tuple[Path, Path]:
     return path, path.parent / "sweep.json"
 
 
-def load_sweep(path: str | Path) -> SweepTable:
+def load_sweep(path: str | Path) -> SavedSweep:
     """Read a sweep's ``results.csv`` or ``results.jsonl`` (or the folder holding it)."""
     table, meta_file = _sweep_files(Path(path))
     text = _read_text(table)
@@ -221,7 +221,7 @@ def load_sweep(path: str | Path) -> SweepTable:
             axes = [c for c in meta["axes"] if c in cols]
     metrics = [c for c in cols if c not in FIXED_COLUMNS and c not in axes]
     ok = [r for r in rows if r.get("status") == "ok"]
-    return SweepTable(str(table), cols, ok, axes, metrics, len(rows) - len(ok))
+    return SavedSweep(str(table), cols, ok, axes, metrics, len(rows) - len(ok))
 
 
 # -- names and filters ---------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def resolve_metric(name: str, candidates: Sequence[str], option: str = "--metric
                      suggestion=did_you_mean(name, offered))
 
 
-def resolve_axis(name: str, table: SweepTable, option: str) -> str:
+def resolve_axis(name: str, table: SavedSweep, option: str) -> str:
     """An axis (or the hwconfig/workload label column) of ``table``."""
     cands = [*table.axes, "hwconfig", "workload"]
     if name in cands:
@@ -248,7 +248,7 @@ def resolve_axis(name: str, table: SweepTable, option: str) -> str:
                      suggestion=did_you_mean(name, cands))
 
 
-def parse_where(items: Sequence[str], table: SweepTable) -> list[tuple[str, Any]]:
+def parse_where(items: Sequence[str], table: SavedSweep) -> list[tuple[str, Any]]:
     """``KEY=VALUE`` filters, KEY any column (or metric alias), VALUE parsed as a cell is."""
     out = []
     for item in items:

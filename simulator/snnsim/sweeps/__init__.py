@@ -67,10 +67,11 @@ class SweepTable:
 
 def tasks(spec: SweepSpec, points: Sequence[Point]) -> Iterator[dict[str, Any]]:
     """The points as plain, picklable tasks for :func:`.worker.run_point`."""
+    hw_files = {k: str(Path(v).resolve()) for k, v in spec.hwconfigs.items()}
+    wl_files = {k: str(Path(v).resolve()) for k, v in spec.workloads.items()}
     for p in points:
         yield {"index": p.index, "hwconfig": p.hwconfig, "workload": p.workload,
-               "hwconfig_file": str(Path(spec.hwconfigs[p.hwconfig]).resolve()),
-               "workload_file": str(Path(spec.workloads[p.workload]).resolve()),
+               "hwconfig_file": hw_files[p.hwconfig], "workload_file": wl_files[p.workload],
                "overrides": [list(o) for o in p.overrides], "axes": dict(p.axes), "report": spec.reports}
 
 

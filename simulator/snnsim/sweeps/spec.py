@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, did_you_mean
+from ..fileio import file_sha256
 
 SPEC_KEYS = ("name", "hwconfig", "workload", "set", "axes", "points", "sample", "reports")
 SAMPLE_KEYS = ("n", "seed", "axes")
@@ -151,7 +152,7 @@ def _check_pair(key: str, value: Any, source: str, where: str) -> Any:
                           suggestion=e.suggestion) from None
 
 
-def _axis_value(key: str, value: Any, source: str, where: str, spec: dict[str, Any], base: Path) -> Any:
+def _axis_value(key: str, value: Any, source: str, where: str) -> Any:
     """A swept value: a label or path for hwconfig/workload, else a checked hwconfig value."""
     if key in SPECIAL:
         if not isinstance(value, str):
@@ -285,7 +286,7 @@ def load_spec(spec: str | os.PathLike[str] | dict[str, Any], *, base: str | os.P
         out = []
         for j, v in enumerate(vals):
             if key in SPECIAL:
-                out.append(_axis_value(key, v, source, f"{where}[{j}]", raw, base_dir))
+                out.append(_axis_value(key, v, source, f"{where}[{j}]"))
                 continue
             tag = (key, json.dumps(v, default=repr))
             if tag not in seen_checks:
@@ -366,7 +367,7 @@ def load_spec(spec: str | os.PathLike[str] | dict[str, Any], *, base: str | os.P
     out = SweepSpec(name=name, source=source, hwconfigs=hw_files, workloads=wl_files, axes=axes,
                     points=points, reports=reports)
     for p in [*hw_files.values(), *wl_files.values()]:
-        out.digests[str(p)] = _sha256(p)
+        out.digests[str(p)] = file_sha256(p)
     return out
 
 
@@ -400,14 +401,6 @@ def _inputs(raw: dict[str, Any], key: str, swept: list[str], rows: list[dict[str
                 files.setdefault(lab, p)
             row[key] = lab
     return files
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_spec(path: Path) -> Any:

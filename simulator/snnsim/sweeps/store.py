@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..report.tables import FIXED_COLUMNS
 from .spec import SweepSpec
 
 MANIFEST, JOURNAL, TABLE, REPORTS = "sweep.json", "results.jsonl", "results.csv", "reports"
 SCHEMA_NAME, SCHEMA_VERSION = "snnsim-sweep", "1.0"
-FIXED_COLUMNS = ("point", "status", "error", "hwconfig", "workload")
 MAX_MANIFEST_BYTES = 256 << 20
-MAX_JOURNAL_BYTES = 16 << 30
+MAX_LINE_BYTES = 16 << 20  # a row is a few kilobytes
 
 
 def report_name(index: int) -> str:
@@ -126,26 +126,37 @@ class ResultsFolder:
         path = self.folder / JOURNAL
         if not path.exists():
             return
-        data = _read_bounded(path, MAX_JOURNAL_BYTES, "results journal")
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            self._torn_at = end  # the last line was being written when the sweep stopped
         by_index = {p.index: p for p in self.spec.points}
-        for n, line in enumerate(data[:end].splitlines(), 1):
-            try:
-                row = json.loads(line)
-                idx = row["point"]
-                point = by_index[idx]
-                ok = (row["hwconfig"] == point.hwconfig and row["workload"] == point.workload
-                      and all(row.get(k) == v for k, v in point.axes))
-            except (ValueError, KeyError, TypeError):
-                ok = False
-            if not ok:
-                raise UsageError("results journal does not match the sweep", file=str(path), key=f"line {n}",
-                                 expected="one line per point of this sweep", found=line[:120].decode("utf-8", "replace"),
-                                 suggestion="pass --overwrite to start the sweep over")
-            self.done.setdefault(idx, row)
+        offset, n = 0, 0
+        with open(path, "rb") as fh:  # line by line, each bounded: the journal of a long sweep is large
+            while line := fh.readline(MAX_LINE_BYTES + 1):
+                n += 1
+                if not line.endswith(b"\n"):
+                    if len(line) > MAX_LINE_BYTES:
+                        raise UsageError("results journal line too long", file=str(path), key=f"line {n}",
+                                         expected=f"a line of at most {MAX_LINE_BYTES} bytes",
+                                         found="a longer one", suggestion="pass --overwrite to start the sweep over")
+                    self._torn_at = offset  # the line being written when the sweep stopped
+                    break
+                self._keep(line, n, by_index, path)
+                offset += len(line)
         self.resumed = len(self.done)
+
+    def _keep(self, line: bytes, n: int, by_index: dict[int, Any], path: Path) -> None:
+        """One journal line, checked against the sweep's point of its index."""
+        try:
+            row = json.loads(line)
+            idx = row["point"]
+            point = by_index[idx]
+            ok = (row["hwconfig"] == point.hwconfig and row["workload"] == point.workload
+                  and all(row.get(k) == v for k, v in point.axes))
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise UsageError("results journal does not match the sweep", file=str(path), key=f"line {n}",
+                             expected="one line per point of this sweep", found=line[:120].decode("utf-8", "replace"),
+                             suggestion="pass --overwrite to start the sweep over")
+        self.done.setdefault(idx, row)
 
     # -- writing -------------------------------------------------------------------------------
     def open(self) -> None:

@@ -9,8 +9,8 @@ or ``status: failed`` with the error's message; a point never raises.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
 from collections import OrderedDict
 from typing import Any
@@ -74,7 +74,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         hw = load_hardware(raw, overrides, source=path) if isinstance(raw, dict) else load_hardware(path, overrides)
         report = simulate(hw, _trace(task["workload_file"]))
         metrics = flatten(report.summary)
-        bad = [k for k, v in metrics.items() if isinstance(v, float) and v != v or v in (float("inf"), -float("inf"))]
+        bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             raise ValueError(f"non-finite value of {bad[0]}")
         row.update(metrics)
@@ -93,16 +93,13 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
 def check_files(files: dict[str, str]) -> dict[str, str]:
     """On a worker: which of ``files`` (path -> sha256) this process cannot see as they are
     (missing, or other bytes); path -> what is wrong. Used before a Dask sweep starts."""
+    from ..fileio import file_sha256
+
     bad = {}
     for path, digest in files.items():
         if not os.path.isfile(path):
             bad[path] = "not found"
-            continue
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(chunk)
-        if h.hexdigest() != digest:
+        elif file_sha256(path) != digest:
             bad[path] = "other bytes than on the client"
     return bad
 
